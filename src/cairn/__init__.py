@@ -1,0 +1,16 @@
+"""cairn: observable, discoverable, resilient Python services.
+
+Importing cairn configures nothing: no logging, no tracer, no global state.
+Each subsystem is a subpackage with one public door:
+
+- ``cairn.resilience``: retry, circuit breaker, timeout, bulkhead, fallback,
+  hedging and the pipeline that composes them;
+- ``cairn.testing``: a virtual clock and capture helpers for your tests.
+"""
+
+from __future__ import annotations
+
+from cairn._errors import CairnError
+from cairn._version import __version__
+
+__all__ = ["CairnError", "__version__"]

@@ -1,0 +1,23 @@
+"""The root of every error cairn raises on purpose.
+
+::
+
+    CairnError
+     └── ResilienceError                 (cairn.resilience)
+          ├── CircuitOpenError           a breaker refused the call
+          ├── RetryError                 retries gave up (when not re-raising)
+          ├── BulkheadFullError          no slot and no queue room
+          └── TimeoutExceeded            also a built-in TimeoutError
+
+Later subsystems hang their own branch here (discovery, client, lab, …), so
+``except cairn.CairnError`` catches everything cairn decided to raise, and
+nothing it merely let through from user code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CairnError"]
+
+
+class CairnError(Exception):
+    """Base class of every error raised by cairn itself."""
