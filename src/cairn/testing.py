@@ -5,6 +5,9 @@
   microseconds and asserts exact times. Async sleeps wait in virtual time and
   the clock jumps to the next timer as soon as the event loop has nothing
   else to run (trio's ``MockClock(autojump_threshold=0)``, for asyncio).
+- :func:`virtual_time`: run a block with a :class:`VirtualClock` as the
+  default clock of every policy that was not given one, so production code
+  (``@retry(...)``, ``@circuit(...)`` with no ``clock=``) is tested as written.
 - :func:`capture_events`: collect the events every resilience policy emits.
 """
 
@@ -18,9 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cairn.resilience._clock import DEFAULT_CLOCK
 from cairn.resilience._events import Event, subscribe
 
-__all__ = ["VirtualClock", "capture_events"]
+__all__ = ["VirtualClock", "capture_events", "virtual_time"]
 
 
 class VirtualClock:
@@ -133,3 +137,19 @@ def capture_events() -> Iterator[list[Event]]:
         yield events
     finally:
         unsubscribe()
+
+
+@contextmanager
+def virtual_time(clock: VirtualClock | None = None) -> Iterator[VirtualClock]:
+    """Make ``clock`` (a new :class:`VirtualClock` by default) every policy's default clock.
+
+    Policies built with an explicit ``clock=`` keep theirs. The swap is
+    process-wide (policies are shared across threads), so don't nest it in
+    tests that run concurrently.
+    """
+    clock = VirtualClock() if clock is None else clock
+    previous = DEFAULT_CLOCK.use(clock)
+    try:
+        yield clock
+    finally:
+        DEFAULT_CLOCK.use(previous)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
+__all__ = ["DEFAULT_CLOCK", "SYSTEM_CLOCK", "Clock", "DefaultClock", "SystemClock"]
 
 
 @runtime_checkable
@@ -47,3 +48,37 @@ class SystemClock:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+
+class DefaultClock:
+    """The clock a policy uses when none is given: the system clock, swappable.
+
+    ``cairn.testing.virtual_time()`` swaps in a virtual clock for a block, so
+    code written exactly as in production (``@retry(...)`` with no ``clock=``)
+    runs its waits in virtual time under test. The clock's methods are bound
+    straight onto this object, so reading it costs what reading the target
+    costs.
+    """
+
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], None]
+    asleep: Callable[[float], Awaitable[None]]
+
+    def __init__(self) -> None:
+        self.target: Clock = SYSTEM_CLOCK
+        self.use(SYSTEM_CLOCK)
+
+    def use(self, clock: Clock) -> Clock:
+        """Make ``clock`` the default; returns the previous one."""
+        previous = self.target
+        self.target = clock
+        self.monotonic = clock.monotonic
+        self.sleep = clock.sleep
+        self.asleep = clock.asleep
+        return previous
+
+    def __repr__(self) -> str:
+        return f"DefaultClock(target={self.target!r})"
+
+
+DEFAULT_CLOCK = DefaultClock()

@@ -12,7 +12,7 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cairn.resilience._clock import SYSTEM_CLOCK, Clock
+from cairn.resilience._clock import DEFAULT_CLOCK, Clock
 
 __all__ = ["current_deadline", "deadline_scope", "time_left"]
 
@@ -26,7 +26,7 @@ def current_deadline() -> float | None:
     return _deadline.get()
 
 
-def time_left(clock: Clock = SYSTEM_CLOCK) -> float | None:
+def time_left(clock: Clock = DEFAULT_CLOCK) -> float | None:
     """Seconds until the current deadline (never negative), or ``None`` if unbounded."""
     deadline = _deadline.get()
     if deadline is None:
