@@ -31,7 +31,7 @@ def test_seed_snippet_as_written() -> None:
             calls.append(clock.monotonic())
             raise ConnectionError("api.com is down")
 
-        with pytest.raises(ConnectionError, match="api.com is down"):
+        with pytest.raises(ConnectionError, match=r"api\.com is down"):
             call_api()
     # Tentativa 1: imediata · Tentativa 2: espera 1s · Tentativa 3: espera 2s · Desiste
     assert calls == [0.0, 1.0, 3.0]
