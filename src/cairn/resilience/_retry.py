@@ -102,7 +102,6 @@ class Retry(Policy):
     """
 
     __slots__ = (
-        "_monotonic",
         "_retry_pred",
         "_retry_types",
         "budget",
@@ -170,7 +169,6 @@ class Retry(Policy):
         self.reraise = bool(reraise)
         self.name = name
         self.clock = clock
-        self._monotonic = clock.monotonic
         self.rng = _DEFAULT_RNG if rng is None else rng
         self.listeners = listeners
 
@@ -184,7 +182,7 @@ class Retry(Policy):
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)``, retrying as configured."""
-        start = self._monotonic()
+        start = self.clock.monotonic()
         if self.budget is not None:
             self.budget.deposit()
         try:
@@ -209,7 +207,7 @@ class Retry(Policy):
         run = _Run(self, start)
         sleep = self.clock.sleep
         while True:
-            delay = run.after(error, result, self._monotonic())
+            delay = run.after(error, result, self.clock.monotonic())
             if delay is None:
                 return run.finish(error, result)
             if delay > 0:
@@ -223,7 +221,7 @@ class Retry(Policy):
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
-        start = self._monotonic()
+        start = self.clock.monotonic()
         if self.budget is not None:
             self.budget.deposit()
         try:
@@ -248,7 +246,7 @@ class Retry(Policy):
         run = _Run(self, start)
         asleep = self.clock.asleep
         while True:
-            delay = run.after(error, result, self._monotonic())
+            delay = run.after(error, result, self.clock.monotonic())
             if delay is None:
                 return run.finish(error, result)
             if delay > 0:
@@ -400,13 +398,13 @@ class Attempt:
         run = self._run
         if exc is None:
             if self._has_result:
-                self._delay = run.after(None, self._result, run.policy._monotonic())
+                self._delay = run.after(None, self._result, run.policy.clock.monotonic())
                 if self._delay is None:
                     run.finish(None, self._result)
             return False
         if not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, CancelledError, …: never retried
-        self._delay = run.after(exc, None, run.policy._monotonic())
+        self._delay = run.after(exc, None, run.policy.clock.monotonic())
         if self._delay is not None:
             return True  # swallowed: the iterator waits, then yields the next attempt
         if run.reason is not None and not run.policy.reraise:
@@ -428,7 +426,7 @@ class Attempts:
         previous, run = self._attempt, self._run
         if previous is None or run is None:
             policy = self._policy
-            start = policy._monotonic()
+            start = policy.clock.monotonic()
             if policy.budget is not None:
                 policy.budget.deposit()
             self._run = run = _Run(policy, start)
