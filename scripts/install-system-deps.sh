@@ -8,6 +8,7 @@ set -euo pipefail
 
 # package:command-that-proves-it-is-there
 wanted=(
+  prometheus:promtool   # `promtool check metrics` proves the /metrics format
 )
 
 missing=()

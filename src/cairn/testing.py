@@ -9,6 +9,8 @@
   default clock of every policy that was not given one, so production code
   (``@retry(...)``, ``@circuit(...)`` with no ``clock=``) is tested as written.
 - :func:`capture_events`: collect the events every resilience policy emits.
+- :func:`capture_logs`, :func:`capture_spans`, :func:`capture_metrics`: what
+  ``cairn.observability`` produces (needs the ``cairn[observability]`` extra).
 """
 
 from __future__ import annotations
@@ -24,7 +26,29 @@ from typing import Any
 from cairn.resilience._clock import DEFAULT_CLOCK
 from cairn.resilience._events import Event, subscribe
 
-__all__ = ["VirtualClock", "capture_events", "virtual_time"]
+__all__ = [
+    "MetricsCapture",
+    "VirtualClock",
+    "capture_events",
+    "capture_logs",
+    "capture_metrics",
+    "capture_spans",
+    "virtual_time",
+]
+
+# Captures of logs, spans and metrics live with observability, whose extra may
+# not be installed: they are imported on first use, not with this module.
+_OBSERVABILITY_CAPTURES = frozenset(
+    {"MetricsCapture", "capture_logs", "capture_metrics", "capture_spans"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OBSERVABILITY_CAPTURES:
+        from cairn.observability import _testing
+
+        return getattr(_testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class VirtualClock:

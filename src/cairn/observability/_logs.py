@@ -1,0 +1,213 @@
+"""Logs: one JSON object per line, from structlog and from standard logging.
+
+Every line carries ``timestamp`` (ISO-8601 UTC), ``level``, ``event``,
+``service``, the bound context variables and, inside a span, ``trace_id``
+(32 hex) and ``span_id`` (16 hex) exactly as OpenTelemetry prints them (not
+structlog's recipe's ``0x``-prefixed ints). Exceptions become structured
+data (structlog's ``dict_tracebacks`` shape).
+
+The processors are module-level functions reading the current ``LogPipeline``,
+so loggers that structlog cached before a reconfiguration keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+import orjson
+import structlog
+from opentelemetry import trace
+from structlog.contextvars import merge_contextvars
+
+from cairn.observability._span import LeanSpan
+
+__all__ = ["LEVELS", "LogPipeline", "capture_log_lines", "emit"]
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_METHOD_LEVEL = {"warn": "warning", "exception": "error", "fatal": "critical", "msg": "info"}
+_UTC = dt.UTC
+_dict_tracebacks = structlog.processors.dict_tracebacks
+
+_ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_log_captures: tuple[list[dict[str, Any]], ...] = ()
+
+
+def _default(value: object) -> str:
+    return str(value)
+
+
+class LogPipeline:
+    """Where lines go and what every line carries."""
+
+    def __init__(self, *, service: str, level: int, stream: IO[Any]) -> None:
+        self.service = service
+        self.level = level
+        self._lock = threading.Lock()
+        # Bytes go to the binary buffer under a text stream (stdout), or
+        # straight to a binary stream; a text-only stream gets str.
+        target: Any = getattr(stream, "buffer", stream)
+        self._flush = target.flush
+        if isinstance(target, io.TextIOBase):
+            self._write: Callable[[bytes], object] = lambda data: target.write(data.decode())
+        else:
+            self._write = target.write
+
+    def write(self, line: bytes) -> None:
+        with self._lock:
+            self._write(line)
+            self._flush()
+
+
+# The pipeline of the moment (None: not set up; lines are dropped).
+PIPELINE: LogPipeline | None = None
+
+
+def _enrich(_: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    pipeline = PIPELINE
+    event["timestamp"] = dt.datetime.now(_UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    event["level"] = _METHOD_LEVEL.get(method, method)
+    if pipeline is not None:
+        event.setdefault("service", pipeline.service)
+    span = trace.get_current_span()
+    if type(span) is LeanSpan:
+        event["trace_id"] = span.trace_id_hex
+        event["span_id"] = span.span_id_hex
+    else:
+        context = span.get_span_context()
+        if context.is_valid:
+            event["trace_id"] = f"{context.trace_id:032x}"
+            event["span_id"] = f"{context.span_id:016x}"
+    if "exc_info" in event:
+        _dict_tracebacks(None, method, event)
+    return event
+
+
+def _render(_: object, __: str, event: MutableMapping[str, Any]) -> bytes:
+    for captured in _log_captures:
+        captured.append(dict(event))
+    try:
+        return orjson.dumps(event, default=_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the stdlib writes them. A log
+        # call must never raise.
+        return json.dumps(event, default=_default, separators=(",", ":")).encode() + b"\n"
+
+
+PROCESSORS: list[Any] = [merge_contextvars, _enrich, _render]
+
+
+def emit(level: str, event: dict[str, Any]) -> None:
+    """Write one line without a bound logger: the middleware's fast path."""
+    pipeline = PIPELINE
+    if pipeline is None or LEVELS[level] < pipeline.level:
+        return
+    pipeline.write(
+        _render(None, level, _enrich(None, level, merge_contextvars(None, level, event)))
+    )
+
+
+class _SinkLogger:
+    """structlog's logger at the end of the chain: writes the rendered bytes."""
+
+    def msg(self, line: bytes) -> None:
+        if PIPELINE is not None:
+            PIPELINE.write(line)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _sink_factory(*_: Any) -> _SinkLogger:
+    return _SinkLogger()
+
+
+class StdlibHandler(logging.Handler):
+    """Routes standard ``logging`` records (uvicorn, httpx, yours) into the pipeline."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pipeline = PIPELINE
+        if pipeline is None:
+            return
+        try:
+            event: dict[str, Any] = {"event": record.getMessage(), "logger": record.name}
+            if record.exc_info:
+                event["exc_info"] = record.exc_info
+            method = record.levelname.lower()
+            line = _render(None, method, _enrich(None, method, merge_contextvars(None, "", event)))
+            pipeline.write(line)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def configure(pipeline: LogPipeline) -> None:
+    """Make structlog render through ``pipeline``."""
+    global PIPELINE
+    PIPELINE = pipeline
+    structlog.configure(
+        processors=PROCESSORS,
+        wrapper_class=structlog.make_filtering_bound_logger(pipeline.level),
+        logger_factory=_sink_factory,
+        context_class=dict,
+        cache_logger_on_first_use=True,
+    )
+
+
+def unconfigure() -> None:
+    global PIPELINE
+    PIPELINE = None
+    structlog.reset_defaults()
+
+
+class StdlibRouting:
+    """Points the root logger (and uvicorn's own loggers) at the pipeline; undoable."""
+
+    _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+    def __init__(self, *, level: int, access_log: bool) -> None:
+        root = logging.getLogger()
+        self._saved_root = (list(root.handlers), root.level)
+        self._saved: dict[str, tuple[list[logging.Handler], bool, int]] = {}
+        self.handler = StdlibHandler(level)
+        root.handlers = [self.handler]
+        root.setLevel(level)
+        for name in self._UVICORN:
+            logger = logging.getLogger(name)
+            self._saved[name] = (list(logger.handlers), logger.propagate, logger.level)
+            logger.handlers = []
+            logger.propagate = True
+        if not access_log:
+            # The middleware already writes one line per request.
+            logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+    def undo(self) -> None:
+        root = logging.getLogger()
+        root.handlers, level = self._saved_root
+        root.setLevel(level)
+        for name, (handlers, propagate, level) in self._saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
+
+
+@contextmanager
+def capture_log_lines() -> Iterator[list[dict[str, Any]]]:
+    """Collect, as dicts, every line the pipeline renders inside the block."""
+    global _log_captures
+    captured: list[dict[str, Any]] = []
+    _log_captures = (*_log_captures, captured)
+    try:
+        yield captured
+    finally:
+        _log_captures = tuple(c for c in _log_captures if c is not captured)
