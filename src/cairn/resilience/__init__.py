@@ -8,6 +8,7 @@ read time from an injected :class:`Clock`; thin sync and async drivers run it.
 from __future__ import annotations
 
 from cairn.resilience._budget import RetryBudget, RetryBudgetStats
+from cairn.resilience._bulkhead import Bulkhead, BulkheadStats
 from cairn.resilience._clock import DEFAULT_CLOCK, SYSTEM_CLOCK, Clock, DefaultClock, SystemClock
 from cairn.resilience._deadline import current_deadline, deadline_scope, time_left
 from cairn.resilience._errors import (
@@ -30,6 +31,8 @@ from cairn.resilience._events import (
     TimeoutElapsed,
     subscribe,
 )
+from cairn.resilience._fallback import ExceptionFilter, Fallback
+from cairn.resilience._hedge import Hedge
 from cairn.resilience._pipeline import Pipeline
 from cairn.resilience._policy import Policy
 from cairn.resilience._retry import Attempt, Attempts, Retry, RetryDecorator, RetryOn, retry
@@ -43,6 +46,7 @@ from cairn.resilience._stop import (
     stop_any,
     stop_never,
 )
+from cairn.resilience._timeout import Timeout
 from cairn.resilience._wait import (
     DEFAULT_MAX_WAIT,
     WaitFunc,
@@ -67,13 +71,18 @@ __all__ = [
     "BreakerRejected",
     "BreakerState",
     "BreakerStateChanged",
+    "Bulkhead",
     "BulkheadFullError",
     "BulkheadRejected",
+    "BulkheadStats",
     "CircuitOpenError",
     "Clock",
     "DefaultClock",
     "Event",
+    "ExceptionFilter",
+    "Fallback",
     "FallbackUsed",
+    "Hedge",
     "HedgeLaunched",
     "Pipeline",
     "Policy",
@@ -90,6 +99,7 @@ __all__ = [
     "StopFunc",
     "StopStrategy",
     "SystemClock",
+    "Timeout",
     "TimeoutElapsed",
     "TimeoutExceeded",
     "WaitFunc",

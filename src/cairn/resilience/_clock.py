@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["DEFAULT_CLOCK", "SYSTEM_CLOCK", "Clock", "DefaultClock", "SystemClock"]
 
@@ -62,7 +62,7 @@ class DefaultClock:
 
     monotonic: Callable[[], float]
     sleep: Callable[[float], None]
-    asleep: Callable[[float], Awaitable[None]]
+    asleep: Callable[[float], Coroutine[Any, Any, None]]
 
     def __init__(self) -> None:
         self.target: Clock = SYSTEM_CLOCK

@@ -2,7 +2,7 @@
 
 The order is the order written::
 
-    Pipeline(Timeout(10), Retry(...), CircuitBreaker(...), Timeout(2))
+    Pipeline(Timeout(seconds=10), Retry(...), CircuitBreaker(...), Timeout(seconds=2))
 
 reads "a total timeout of 10 s around retries, each attempt going through the
 breaker and an attempt timeout of 2 s" — the order of .NET's standard
