@@ -7,6 +7,7 @@ read time from an injected :class:`Clock`; thin sync and async drivers run it.
 
 from __future__ import annotations
 
+from cairn.resilience._breaker import BreakerStats, CircuitBreaker, CircuitProtected, circuit
 from cairn.resilience._budget import RetryBudget, RetryBudgetStats
 from cairn.resilience._bulkhead import Bulkhead, BulkheadStats
 from cairn.resilience._clock import DEFAULT_CLOCK, SYSTEM_CLOCK, Clock, DefaultClock, SystemClock
@@ -71,11 +72,14 @@ __all__ = [
     "BreakerRejected",
     "BreakerState",
     "BreakerStateChanged",
+    "BreakerStats",
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadRejected",
     "BulkheadStats",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitProtected",
     "Clock",
     "DefaultClock",
     "Event",
@@ -104,6 +108,7 @@ __all__ = [
     "TimeoutExceeded",
     "WaitFunc",
     "WaitStrategy",
+    "circuit",
     "current_deadline",
     "deadline_scope",
     "parse_retry_after",

@@ -52,7 +52,6 @@ class RetryBudget:
         "_clock",
         "_deposits",
         "_lock",
-        "_monotonic",
         "_refused",
         "_reserve",
         "_retries",
@@ -93,7 +92,7 @@ class RetryBudget:
         self.ttl = float(ttl)
         self._reserve = self.min_per_second * self.ttl
         self._clock = clock
-        self._monotonic = clock.monotonic
+        self._clock = clock
         self._lock = threading.Lock()
         self._width = self.ttl / _BUCKETS
         self._deposits = [0] * _BUCKETS
@@ -101,7 +100,7 @@ class RetryBudget:
         self._calls = 0
         self._retries = 0
         self._refused = 0
-        self._tick = math.floor(self._monotonic() / self._width)
+        self._tick = math.floor(self._clock.monotonic() / self._width)
         self._slot = self._tick % _BUCKETS
         self._roll_at = (self._tick + 1) * self._width
 
@@ -133,7 +132,7 @@ class RetryBudget:
 
     def deposit(self) -> None:
         """Count one call (its first attempt); every call does this once."""
-        now = self._monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             if now >= self._roll_at:
                 self._roll(now)
@@ -142,7 +141,7 @@ class RetryBudget:
 
     def try_withdraw(self) -> bool:
         """Take one retry from the budget: ``True`` if allowed, ``False`` if refused."""
-        now = self._monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             if now >= self._roll_at:
                 self._roll(now)
@@ -155,7 +154,7 @@ class RetryBudget:
 
     def stats(self) -> RetryBudgetStats:
         """A consistent snapshot of the counts in the current window."""
-        now = self._monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             if now >= self._roll_at:
                 self._roll(now)
