@@ -198,3 +198,66 @@ def test_repr_and_policies() -> None:
     pipeline = Pipeline(a, b, name="p")
     assert pipeline.policies == (a, b)
     assert "name='p'" in repr(pipeline)
+
+
+# -- the standard stack with real policies ------------------------------------
+
+
+async def test_standard_stack_total_timeout_retry_breaker_attempt_timeout() -> None:
+    """Total timeout → retry → breaker → attempt timeout, on a hanging dependency."""
+    from cairn.resilience import (
+        BreakerState,
+        BreakerStateChanged,
+        CircuitBreaker,
+        CircuitOpenError,
+        Timeout,
+        TimeoutExceeded,
+    )
+    from cairn.testing import capture_events
+
+    clock = VirtualClock()
+    breaker = CircuitBreaker(failure_threshold=3, recovery_timeout=60, clock=clock)
+    pipeline = Pipeline(
+        Timeout(seconds=10, clock=clock),
+        Retry(stop=stop_after_attempt(10), wait=wait_fixed(1), clock=clock),
+        breaker,
+        Timeout(seconds=2, clock=clock),
+    )
+    started: list[float] = []
+
+    async def hangs() -> str:
+        started.append(clock.monotonic())
+        await clock.asleep(30)
+        return "never"
+
+    with capture_events() as events, pytest.raises((CircuitOpenError, TimeoutExceeded)):
+        await pipeline.acall(hangs)
+    # Each attempt is cut at 2 s, retried after 1 s; the third timeout opens
+    # the breaker, which then keeps the dependency from seeing more calls.
+    assert started == [0.0, 3.0, 6.0]
+    assert breaker.state is BreakerState.OPEN
+    opened = [e for e in events if isinstance(e, BreakerStateChanged)]
+    assert [(e.to_state, e.at) for e in opened] == [(BreakerState.OPEN, 8.0)]
+    # And nothing outlives the total timeout of 10 s.
+    assert clock.monotonic() <= 10.0
+
+
+def test_retry_around_breaker_stops_at_an_open_circuit_when_told() -> None:
+    from cairn.resilience import CircuitBreaker, CircuitOpenError
+
+    clock = VirtualClock()
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=clock)
+    pipeline = Pipeline(
+        Retry(
+            stop=stop_after_attempt(5),
+            wait=wait_fixed(1),
+            retry_on=lambda e: not isinstance(e, CircuitOpenError),
+            clock=clock,
+        ),
+        breaker,
+    )
+    fn = flaky(100)
+    with pytest.raises(CircuitOpenError) as refused:
+        pipeline.call(fn)
+    assert clock.sleeps == [1, 1]  # two real failures, then the open breaker ends it
+    assert refused.value.retry_after == pytest.approx(29.0)
