@@ -26,6 +26,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
+	$(BIN)/python bench/lab.py
 
 install: $(STAMP)
 

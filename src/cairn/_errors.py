@@ -8,6 +8,8 @@
           ├── RetryError                 retries gave up (when not re-raising)
           ├── BulkheadFullError          no slot and no queue room
           └── TimeoutExceeded            also a built-in TimeoutError
+     └── LabError                        (cairn.lab)
+          └── HistoryError               a history file that cannot be read
 
 Later subsystems hang their own branch here (discovery, client, lab, …), so
 ``except cairn.CairnError`` catches everything cairn decided to raise, and
