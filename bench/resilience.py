@@ -335,7 +335,7 @@ def report(rows: list[Row], held: dict[str, int], n: int, repeat: int) -> None:
         mine = entries["cairn"].overhead
         for lib, row in entries.items():
             ratio = ""
-            if lib not in {"cairn", "(bare call)"}:
+            if lib not in {"cairn", "(bare call)", "(bare raise)"}:
                 ratio = f"{row.overhead / mine:10.1f}x" if mine > 0 else "   cairn≈0"
             print(f"{path:34} {lib:16} {row.ns:9.0f} {row.overhead:12.0f} {ratio:>11}")
         print()
