@@ -21,10 +21,18 @@ import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairn.resilience._clock import DEFAULT_CLOCK
 from cairn.resilience._events import Event, subscribe
+
+if TYPE_CHECKING:
+    from cairn.observability._testing import (
+        MetricsCapture,
+        capture_logs,
+        capture_metrics,
+        capture_spans,
+    )
 
 __all__ = [
     "MetricsCapture",
