@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -39,10 +43,11 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 20.0, what: str = "
 
 
 class OtlpReceiver:
-    """A tiny OTLP/HTTP endpoint that decodes spans with the protobuf definitions."""
+    """A tiny OTLP/HTTP endpoint that decodes spans and logs with the protobuf definitions."""
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -51,10 +56,16 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._add(request)
-                reply = ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/logs":
+                    logs = ExportLogsServiceRequest()
+                    logs.ParseFromString(body)
+                    receiver._add_logs(logs)
+                    reply = ExportLogsServiceResponse().SerializeToString()
+                else:
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver._add(request)
+                    reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(reply)))
@@ -89,6 +100,33 @@ class OtlpReceiver:
                                 },
                             }
                         )
+
+    def _add_logs(self, request: ExportLogsServiceRequest) -> None:
+        for resource_logs in request.resource_logs:
+            resource = {a.key: a.value.string_value for a in resource_logs.resource.attributes}
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    with self._lock:
+                        self.logs.append(
+                            {
+                                "service": resource.get("service.name"),
+                                "body": record.body.string_value,
+                                "severity_text": record.severity_text,
+                                "severity_number": record.severity_number,
+                                "trace_id": record.trace_id.hex(),
+                                "span_id": record.span_id.hex(),
+                                "attributes": {
+                                    a.key: a.value.string_value
+                                    or a.value.int_value
+                                    or a.value.double_value
+                                    for a in record.attributes
+                                },
+                            }
+                        )
+
+    def log_snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.logs)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -28,7 +28,7 @@ from structlog.contextvars import merge_contextvars
 
 from cairn.observability._span import LeanSpan
 
-__all__ = ["LEVELS", "LogPipeline", "capture_log_lines", "emit"]
+__all__ = ["LEVELS", "LogPipeline", "add_export", "capture_log_lines", "emit"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -43,6 +43,8 @@ _dict_tracebacks = structlog.processors.dict_tracebacks
 
 _ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _log_captures: tuple[list[dict[str, Any]], ...] = ()
+# Exporters handed every enriched event before it is rendered (OTLP logs).
+_log_exports: tuple[Callable[[MutableMapping[str, Any]], None], ...] = ()
 
 
 def _default(value: object) -> str:
@@ -98,6 +100,8 @@ def _enrich(_: object, method: str, event: MutableMapping[str, Any]) -> MutableM
 def _render(_: object, __: str, event: MutableMapping[str, Any]) -> bytes:
     for captured in _log_captures:
         captured.append(dict(event))
+    for export in _log_exports:
+        export(event)
     try:
         return orjson.dumps(event, default=_default, option=_ORJSON_OPTIONS)
     except TypeError:
@@ -168,6 +172,18 @@ def unconfigure() -> None:
     global PIPELINE
     PIPELINE = None
     structlog.reset_defaults()
+
+
+def add_export(export: Callable[[MutableMapping[str, Any]], None]) -> Callable[[], None]:
+    """Hand every enriched event to ``export`` too; returns the undo."""
+    global _log_exports
+    _log_exports = (*_log_exports, export)
+
+    def remove() -> None:
+        global _log_exports
+        _log_exports = tuple(e for e in _log_exports if e is not export)
+
+    return remove
 
 
 class StdlibRouting:

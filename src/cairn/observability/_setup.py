@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from cairn.observability import _httpx, _logs, _resilience, _runtime, _tracing
+from cairn.observability import _httpx, _logs, _otlp_logs, _resilience, _runtime, _tracing
 from cairn.observability._metrics import (
     DEFAULT_BUCKETS,
     HttpMetrics,
@@ -40,6 +40,7 @@ class _Config:
     access_log: bool
     sample_ratio: float
     traces: str
+    logs_export: str
     otlp_endpoint: str | None
     zipkin_endpoint: str | None
     span_exporters: tuple[SpanExporter, ...]
@@ -64,7 +65,7 @@ class Observability:
     _flush: Callable[[int], bool] = field(default=lambda _: True, repr=False)
 
     def force_flush(self, *, timeout: float = 30.0) -> bool:
-        """Export every ended span now; ``True`` when all went out in time."""
+        """Export every ended span (and log record) now; ``True`` when all went out in time."""
         return self._flush(int(timeout * 1000))
 
     def shutdown(self) -> None:
@@ -87,6 +88,7 @@ def setup(
     access_log: bool = False,
     sample_ratio: float = 1.0,
     traces: str = "auto",
+    logs_export: str = "auto",
     otlp_endpoint: str | None = None,
     zipkin_endpoint: str | None = None,
     span_exporters: Sequence[SpanExporter] = (),
@@ -118,6 +120,9 @@ def setup(
       ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, otherwise none), ``otlp``,
       ``console``, ``zipkin``, ``none``, or several comma-separated;
       ``span_exporters`` adds your own.
+    - ``logs_export``: ``auto`` (every log line also leaves as an OTLP/HTTP
+      log record, with its trace context, when an OTLP endpoint is known and
+      ``OTEL_LOGS_EXPORTER`` is not ``none``), ``otlp`` or ``none``.
     - ``registry``: Prometheus registry (default: prometheus_client's global).
     - ``instrument_httpx``: client spans for every httpx request.
     - ``resilience_signals``: retries, breaker transitions and rejections
@@ -135,6 +140,7 @@ def setup(
         access_log=access_log,
         sample_ratio=sample_ratio,
         traces=traces,
+        logs_export=logs_export,
         otlp_endpoint=otlp_endpoint,
         zipkin_endpoint=zipkin_endpoint,
         span_exporters=tuple(span_exporters),
@@ -169,6 +175,7 @@ def _validate(config: _Config) -> None:
         raise ValueError(f"export_delay_ms must be 1..60000, got {config.export_delay_ms!r}")
     if not 1 <= config.max_queue_size <= 1_000_000:
         raise ValueError(f"max_queue_size must be 1..1000000, got {config.max_queue_size!r}")
+    _otlp_logs.wants_otlp_logs(config.logs_export, config.otlp_endpoint)  # validates
     if not config.buckets or list(config.buckets) != sorted(set(config.buckets)):
         raise ValueError(f"buckets must be strictly increasing, got {config.buckets!r}")
 
@@ -189,8 +196,9 @@ def _build(config: _Config) -> Observability:
     if config.environment:
         attributes["deployment.environment.name"] = config.environment
     # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES; ours win.
+    resource = Resource.create(attributes)
     tracing = _tracing.Tracing(
-        resource=Resource.create(attributes),
+        resource=resource,
         sample_ratio=config.sample_ratio,
         exporters=exporters,
         export_delay_ms=config.export_delay_ms,
@@ -216,6 +224,17 @@ def _build(config: _Config) -> Observability:
     )
     _logs.configure(pipeline)
     undo.append(_logs.unconfigure)
+    flushes: list[Callable[[int], bool]] = [tracing.force_flush]
+    if _otlp_logs.wants_otlp_logs(config.logs_export, config.otlp_endpoint):
+        otlp_logs = _otlp_logs.OtlpLogs(
+            resource=resource,
+            otlp_endpoint=config.otlp_endpoint,
+            export_delay_ms=config.export_delay_ms,
+            max_queue_size=config.max_queue_size,
+        )
+        undo.append(otlp_logs.shutdown)
+        undo.append(_logs.add_export(otlp_logs))
+        flushes.append(otlp_logs.force_flush)
     if config.stdlib_logging:
         routing = _logs.StdlibRouting(level=level, access_log=config.access_log)
         undo.append(routing.undo)
@@ -243,7 +262,8 @@ def _build(config: _Config) -> Observability:
         registry=registry,
         _config=config,
         _undo=undo,
-        _flush=tracing.force_flush,
+        # A list, not a generator: every exporter flushes even when one fails.
+        _flush=lambda timeout_ms: all([flush(timeout_ms) for flush in flushes]),  # noqa: C419
     )
 
 
