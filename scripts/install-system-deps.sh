@@ -8,7 +8,8 @@ set -euo pipefail
 
 # package:command-that-proves-it-is-there
 wanted=(
-  prometheus:promtool   # `promtool check metrics` proves the /metrics format
+  prometheus:promtool   # promtool checks /metrics; a real Prometheus scrapes via HTTP SD
+  etcd-server:etcd      # the etcd registry backend runs against a real etcd
 )
 
 missing=()

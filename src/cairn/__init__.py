@@ -5,6 +5,11 @@ Each subsystem is a subpackage with one public door:
 
 - ``cairn.resilience``: retry, circuit breaker, timeout, bulkhead, fallback,
   hedging and the pipeline that composes them;
+- ``cairn.observability``: one ``setup()`` for correlated logs, metrics and
+  traces (extra ``cairn[observability]``);
+- ``cairn.discovery``: a registry API over SQLite, a Consul-compatible server,
+  Consul and etcd (extra ``cairn[discovery]`` for the networked backends);
+- ``cairn.lab``: histories and a linearizability checker;
 - ``cairn.testing``: a virtual clock and capture helpers for your tests.
 """
 

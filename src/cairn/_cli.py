@@ -31,12 +31,12 @@ def demo(seed: int, recovery_timeout: float) -> None:
     run_demo(seed=seed, recovery_timeout=recovery_timeout)
 
 
-def _attach_optional_groups() -> None:
-    try:
-        from cairn.lab._cli import lab
-    except ImportError:  # pragma: no cover - the lab ships with cairn
-        return
+def _attach_groups() -> None:
+    from cairn.discovery._cli import registry
+    from cairn.lab._cli import lab
+
     main.add_command(lab)
+    main.add_command(registry)
 
 
-_attach_optional_groups()
+_attach_groups()
