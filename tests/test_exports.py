@@ -7,7 +7,14 @@ import types
 
 import pytest
 
-PACKAGES = ["cairn", "cairn.discovery", "cairn.lab", "cairn.observability", "cairn.resilience", "cairn.testing"]
+PACKAGES = [
+    "cairn",
+    "cairn.discovery",
+    "cairn.lab",
+    "cairn.observability",
+    "cairn.resilience",
+    "cairn.testing",
+]
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
