@@ -191,9 +191,14 @@ async def test_protection_threshold_keeps_serving_the_last_healthy_set(harness: 
     harness.keep_alive(writer, "users-1")
     await until(registry, "users", lambda v: len(v) == 4 and v.healthy == 4, passing=False)
 
-    # Three of four heartbeats stop at once: below half, protection engages.
+    # Three of four heartbeats stop: once fewer than half pass, protection
+    # engages and keeps serving the last set that was still healthy. The
+    # three TTLs lapse at nearly the same time, but not necessarily in the
+    # same reading: that set holds users-1 and at least one of the others
+    # (two of four passing is not yet below half).
     protected = await until(registry, "users", lambda v: v.protected, timeout=20)
-    assert protected.ids == ("users-1", "users-2", "users-3", "users-4")
+    assert "users-1" in protected.ids
+    assert 2 <= len(protected.ids) <= 4
     assert protected.healthy == 1
     assert protected.registered == 4
     assert "protection threshold engaged" in protected.describe()

@@ -216,6 +216,9 @@ class RegistryServer:
             gone.cancel()
             if not query.done():
                 query.cancel()
+                # cancel() only asks; wait for the task to finish (an outer
+                # cancellation still propagates from here).
+                await asyncio.wait((query,))
         if query.cancelled():
             raise _BadRequest(499, "client closed the request")
         return query.result()

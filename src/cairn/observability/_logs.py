@@ -203,6 +203,10 @@ class StdlibRouting:
             self._saved[name] = (list(logger.handlers), logger.propagate, logger.level)
             logger.handlers = []
             logger.propagate = True
+            # setup(log_level=...) governs: uvicorn's own level (set by its
+            # --log-level or an earlier dictConfig) would filter lines before
+            # they reach the pipeline.
+            logger.setLevel(logging.NOTSET)
         if not access_log:
             # The middleware already writes one line per request.
             logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
