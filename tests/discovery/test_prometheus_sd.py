@@ -2,65 +2,41 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from disc_support import StatusTarget, free_port, registry_server, wait_for
+from disc_support import StatusTarget, registry_server, wait_for
 
 from cairn.discovery import Instance
 from cairn.discovery._consul import ConsulRegistry
+from prometheus_support import MISSING, PROMETHEUS, prometheus
 
 pytestmark = pytest.mark.slow
-
-PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.fixture
 def prometheus_for(tmp_path: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
+    with ExitStack() as stack:
 
-    def start(sd_url: str) -> str:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  scrape_timeout: 500ms\n"
-            "scrape_configs:\n"
-            "  - job_name: cairn\n"
-            "    http_sd_configs:\n"
-            f"      - url: {sd_url}\n"
-            "        refresh_interval: 1s\n"
-        )
-        with open(tmp_path / "prometheus.log", "wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        PROMETHEUS or "prometheus",
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={tmp_path / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+        def start(sd_url: str) -> str:
+            return stack.enter_context(
+                prometheus(
+                    tmp_path,
+                    "  - job_name: cairn\n"
+                    "    http_sd_configs:\n"
+                    f"      - url: {sd_url}\n"
+                    "        refresh_interval: 1s\n",
                 )
             )
-        return f"http://127.0.0.1:{port}"
 
-    try:
         yield start
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=20)
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (Debian: prometheus)")
+@pytest.mark.skipif(PROMETHEUS is None, reason=MISSING)
 async def test_prometheus_scrapes_a_registered_instance(
     prometheus_for: Any, tmp_path: Path
 ) -> None:
