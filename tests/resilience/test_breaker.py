@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from cairn.resilience import _breaker
-from cairn.resilience._breaker import BreakerStats, CircuitBreaker, circuit
+from cairn.resilience import BreakerStats, CircuitBreaker, _breaker_state, circuit
 from cairn.resilience._detectors import FAILED, SLOW, TimeWindow
 from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerRejected, BreakerState, BreakerStateChanged, Event
@@ -616,8 +615,8 @@ def test_no_event_is_built_when_nobody_listens(
     clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[str] = []
-    monkeypatch.setattr(_breaker, "BreakerRejected", lambda *a: built.append("rejected"))
-    monkeypatch.setattr(_breaker, "BreakerStateChanged", lambda *a: built.append("changed"))
+    monkeypatch.setattr(_breaker_state, "BreakerRejected", lambda *a: built.append("rejected"))
+    monkeypatch.setattr(_breaker_state, "BreakerStateChanged", lambda *a: built.append("changed"))
     breaker = CircuitBreaker(failure_threshold=1, clock=clock)
     fail(breaker)
     refused(breaker)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cairn.resilience._breaker import CircuitBreaker, circuit
+from cairn.resilience import CircuitBreaker, circuit
 from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerRejected, BreakerState, Event
 from cairn.testing import VirtualClock, capture_events

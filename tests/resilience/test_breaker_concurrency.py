@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cairn.resilience._breaker import CircuitBreaker
+from cairn.resilience import CircuitBreaker
 from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerState, BreakerStateChanged, Event
 from cairn.testing import VirtualClock, capture_events
