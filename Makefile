@@ -28,6 +28,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/lab_store.py
 
 install: $(STAMP)
 

@@ -9,10 +9,12 @@ import pytest
 
 PACKAGES = [
     "cairn",
+    "cairn.client",
     "cairn.discovery",
     "cairn.lab",
     "cairn.observability",
     "cairn.resilience",
+    "cairn.service",
     "cairn.testing",
 ]
 

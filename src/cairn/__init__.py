@@ -9,7 +9,11 @@ Each subsystem is a subpackage with one public door:
   traces (extra ``cairn[observability]``);
 - ``cairn.discovery``: a registry API over SQLite, a Consul-compatible server,
   Consul and etcd (extra ``cairn[discovery]`` for the networked backends);
-- ``cairn.lab``: histories and a linearizability checker;
+- ``cairn.service`` / ``cairn.client``: a service that registers, heartbeats
+  and drains on SIGTERM; a client that resolves, balances and calls through
+  the resilience pipeline (extra ``cairn[discovery]``);
+- ``cairn.lab``: CP/AP experiments under partitions, histories and a
+  linearizability checker;
 - ``cairn.testing``: a virtual clock and capture helpers for your tests.
 """
 

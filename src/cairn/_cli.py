@@ -34,7 +34,10 @@ def demo(seed: int, recovery_timeout: float) -> None:
 def _attach_groups() -> None:
     from cairn.discovery._cli import registry
     from cairn.lab._cli import lab
+    from cairn.lab._runcli import compare_command, run_command
 
+    lab.add_command(run_command)
+    lab.add_command(compare_command)
     main.add_command(lab)
     main.add_command(registry)
 

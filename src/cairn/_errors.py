@@ -3,16 +3,21 @@
 ::
 
     CairnError
-     └── ResilienceError                 (cairn.resilience)
-          ├── CircuitOpenError           a breaker refused the call
-          ├── RetryError                 retries gave up (when not re-raising)
-          ├── BulkheadFullError          no slot and no queue room
-          └── TimeoutExceeded            also a built-in TimeoutError
+     ├── ResilienceError                 (cairn.resilience)
+     │    ├── CircuitOpenError           a breaker refused the call
+     │    ├── RetryError                 retries gave up (when not re-raising)
+     │    ├── BulkheadFullError          no slot and no queue room
+     │    └── TimeoutExceeded            also a built-in TimeoutError
+     ├── DiscoveryError                  (cairn.discovery)
+     │    ├── RegistryUnavailable        the registry cannot be reached
+     │    ├── RegistryRefused            it answered no (e.g. a wrong token)
+     │    └── UnknownInstance            no such instance (also a KeyError)
+     ├── ClientError                     (cairn.client)
+     │    └── NoHealthyInstance          nothing passing to send a request to
      └── LabError                        (cairn.lab)
           └── HistoryError               a history file that cannot be read
 
-Later subsystems hang their own branch here (discovery, client, lab, …), so
-``except cairn.CairnError`` catches everything cairn decided to raise, and
+Each subsystem hangs its own branch here, so ``except cairn.CairnError`` catches everything cairn decided to raise, and
 nothing it merely let through from user code.
 """
 

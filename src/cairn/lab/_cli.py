@@ -68,7 +68,7 @@ class _CheckCommand(click.Command):
 
 @click.group(name="lab")
 def lab() -> None:
-    """The consistency lab: check histories for linearizability."""
+    """The consistency lab: run CP/AP experiments under partitions, check histories."""
 
 
 @lab.command(name="check", cls=_CheckCommand)
