@@ -12,6 +12,7 @@ so loggers that structlog cached before a reconfiguration keep working.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -52,9 +53,19 @@ def _default(value: object) -> str:
 
 
 class LogPipeline:
-    """Where lines go and what every line carries."""
+    """Where lines go and what every line carries.
 
-    def __init__(self, *, service: str, level: int, stream: IO[Any]) -> None:
+    A line is written at once, but the stream is flushed by a background
+    thread every ``flush_interval`` seconds rather than after every line:
+    a flush is a system call, and one per request cost a fifth of cairn's
+    whole per-request overhead. An interactive terminal, or
+    ``flush_interval=0``, flushes every line. ``close()`` flushes what is
+    left.
+    """
+
+    def __init__(
+        self, *, service: str, level: int, stream: IO[Any], flush_interval: float = 0.2
+    ) -> None:
         self.service = service
         self.level = level
         self._lock = threading.Lock()
@@ -66,11 +77,46 @@ class LogPipeline:
             self._write: Callable[[bytes], object] = lambda data: target.write(data.decode())
         else:
             self._write = target.write
+        isatty = getattr(stream, "isatty", None)
+        self._eager = flush_interval <= 0 or bool(callable(isatty) and isatty())
+        self._dirty = False
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if not self._eager:
+            self._flusher = threading.Thread(
+                target=self._flush_every,
+                args=(flush_interval,),
+                name="cairn-log-flush",
+                daemon=True,
+            )
+            self._flusher.start()
 
     def write(self, line: bytes) -> None:
         with self._lock:
             self._write(line)
-            self._flush()
+            if self._eager:
+                self._flush()
+            else:
+                self._dirty = True
+
+    def flush(self) -> None:
+        with self._lock:
+            self._dirty = False
+            # A stream closed under us (ValueError) has nothing left to keep.
+            with contextlib.suppress(ValueError):
+                self._flush()
+
+    def _flush_every(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            if self._dirty:
+                self.flush()
+
+    def close(self) -> None:
+        """Stop the flusher and flush what is buffered."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        self.flush()
 
 
 # The pipeline of the moment (None: not set up; lines are dropped).
@@ -170,8 +216,10 @@ def configure(pipeline: LogPipeline) -> None:
 
 def unconfigure() -> None:
     global PIPELINE
-    PIPELINE = None
+    pipeline, PIPELINE = PIPELINE, None
     structlog.reset_defaults()
+    if pipeline is not None:
+        pipeline.close()
 
 
 def add_export(export: Callable[[MutableMapping[str, Any]], None]) -> Callable[[], None]:
