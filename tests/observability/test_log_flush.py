@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import os
+import re
 import time
+from unittest.mock import patch
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cairn.observability import _logs
 from cairn.observability._logs import LogPipeline
 
 
@@ -68,3 +75,12 @@ def test_a_terminal_or_a_zero_interval_flushes_every_line() -> None:
         assert os.read(primary, 100) == b"shown at once\r\n"
         pipeline.close()
     os.close(primary)
+
+
+@given(st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False))
+def test_timestamps_are_iso_utc_with_microseconds(now: float) -> None:
+    with patch.object(_logs.time, "time", return_value=now):
+        stamp = _logs._timestamp()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    parsed = dt.datetime.fromisoformat(stamp).timestamp()
+    assert abs(parsed - now) < 2e-6
