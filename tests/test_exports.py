@@ -10,6 +10,7 @@ import pytest
 PACKAGES = [
     "cairn",
     "cairn.client",
+    "cairn.collector",
     "cairn.discovery",
     "cairn.lab",
     "cairn.observability",

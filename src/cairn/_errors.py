@@ -14,6 +14,8 @@
      │    └── UnknownInstance            no such instance (also a KeyError)
      ├── ClientError                     (cairn.client)
      │    └── NoHealthyInstance          nothing passing to send a request to
+     ├── QueryError                      (cairn.collector) a query that does not parse;
+     │                                   also a ValueError, with the column
      └── LabError                        (cairn.lab)
           └── HistoryError               a history file that cannot be read
 
