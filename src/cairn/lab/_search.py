@@ -171,6 +171,8 @@ def search(
                     j = (~w & (w + 1)).bit_length() - 1  # trailing ones
                     nlow = low + j
                     w >>= j
+                # The memo check below stands twice, inlined on purpose: a call
+                # per search step would be the inner loop's largest cost.
                 seen = (nlow, w, new)
                 known = lookup(seen)
                 fresh = True
@@ -229,6 +231,7 @@ def search(
                 ok, new = step(state, ops[i])
                 if ok and new != state:
                     w = ind | (1 << bit[i])
+                    # The same memo check as in phase 1, inlined for the same reason.
                     seen = (low, win, new)
                     known = lookup(seen)
                     fresh = True
