@@ -10,6 +10,9 @@ set -euo pipefail
 wanted=(
   prometheus:promtool   # promtool checks /metrics; a real Prometheus scrapes via HTTP SD
   etcd-server:etcd      # the etcd registry backend runs against a real etcd
+  chromium:chromium     # the dashboard's browser tests run in real headless Chromium
+  nodejs:node           # OpenTelemetry JS, a non-Python OTLP client of the collector
+  npm:npm               # installs OpenTelemetry JS from the npm registry
 )
 
 missing=()
