@@ -8,6 +8,7 @@ is not installed cannot break the others.
 from __future__ import annotations
 
 import importlib
+
 import click
 
 from cairn._version import __version__
@@ -17,7 +18,11 @@ __all__ = ["main"]
 # name -> (module, attribute, one-line help shown before the module is imported)
 _LAZY: dict[str, tuple[str, str, str]] = {
     "up": ("cairn.platform._up_cli", "up_command", "Run every service of a manifest, supervised."),
-    "load": ("cairn.platform._load_cli", "load_command", "Send traffic at a rate; print latencies."),
+    "load": (
+        "cairn.platform._load_cli",
+        "load_command",
+        "Send traffic at a rate; print latencies.",
+    ),
     "chaos": ("cairn.platform._chaos_cli", "chaos_command", "Kill, slow down or fail instances."),
     "collector": (
         "cairn.collector._serve_cli",
@@ -27,7 +32,11 @@ _LAZY: dict[str, tuple[str, str, str]] = {
     "logs": ("cairn.collector._query_cli", "logs_command", "Search stored log records."),
     "traces": ("cairn.collector._query_cli", "traces_command", "List stored traces."),
     "trace": ("cairn.collector._query_cli", "trace_command", "Print one trace as a tree."),
-    "metrics": ("cairn.collector._query_cli", "metrics_command", "Latest values, rates, quantiles."),
+    "metrics": (
+        "cairn.collector._query_cli",
+        "metrics_command",
+        "Latest values, rates, quantiles.",
+    ),
     "dashboard": ("cairn.dashboard._cli", "dashboard_command", "Serve the web dashboard."),
     "registry": ("cairn.discovery._cli", "registry", "Run or query the service registry."),
     "lab": ("cairn.lab._cli", "lab", "The consistency lab: CP vs AP under partitions."),
