@@ -14,6 +14,7 @@ PACKAGES = [
     "cairn.discovery",
     "cairn.lab",
     "cairn.observability",
+    "cairn.platform",
     "cairn.resilience",
     "cairn.service",
     "cairn.testing",

@@ -26,6 +26,7 @@ from typing import Any
 
 from cairn.discovery import Instance, Registry, TTLCheck, UnknownInstance, connect
 from cairn.resilience import DEFAULT_CLOCK, Clock
+from cairn.service._chaos import Chaos
 
 __all__ = ["Service"]
 
@@ -72,6 +73,8 @@ class Service:
       (unless already set up) and instruments the app (``/metrics``); a dict
       gives ``setup()`` its arguments; ``False`` leaves it out.
     - ``handle_signals``: take SIGTERM/SIGINT (main thread only) to drain as above.
+    - ``chaos_token`` (default ``$CAIRN_CHAOS_TOKEN``): when set, faults can be
+      injected through ``/_cairn/chaos`` with this bearer token (``cairn chaos``).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Service:
         observability: bool | Mapping[str, Any] = True,
         handle_signals: bool = True,
         clock: Clock = DEFAULT_CLOCK,
+        chaos_token: str | None = None,
     ) -> None:
         ttl = _seconds("ttl", ttl, low=0.05, high=86_400.0)
         if deregister_after is None:
@@ -116,6 +120,10 @@ class Service:
         self.registry: Registry | None = registry if isinstance(registry, Registry) else None
         self._clock = clock
         self._observability = observability
+        self.chaos = Chaos.from_env(chaos_token)
+        """The fault injector (``None``: off), answering ``/_cairn/chaos``."""
+        if self.chaos is not None:
+            app = self.chaos.wrap(app)
         self.app = self._instrument(app) if observability is not False else app
         self.ready = False
         """Whether ``/health/ready`` answers 200: registered and not draining."""
@@ -318,6 +326,9 @@ class Service:
             else:
                 state = b"draining" if self.draining else b"starting"
                 await _answer(send, 503, b'{"status":"' + state + b'"}')
+            return
+        if self.chaos is not None and path.startswith("/_cairn/"):
+            await self.chaos.handle(scope, receive, send)
             return
         self.in_flight += 1
         try:
