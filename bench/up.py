@@ -1,6 +1,6 @@
 """Cold start of ``cairn up``: from launch to every instance passing (run.json written).
 
-    python bench/platform.py [--manifest examples/shop/cairn.toml] [--runs 3] [--no-extras]
+    python bench/up.py [--manifest examples/shop/cairn.toml] [--runs 3] [--no-extras]
 
 Runs ``cairn up`` on a copy of the manifest's folder (every port 0, so it
 never clashes with a running one), waits for ``.cairn/run.json`` (written
