@@ -11,6 +11,7 @@ PACKAGES = [
     "cairn",
     "cairn.client",
     "cairn.collector",
+    "cairn.dashboard",
     "cairn.discovery",
     "cairn.lab",
     "cairn.observability",

@@ -16,6 +16,14 @@
      │    └── NoHealthyInstance          nothing passing to send a request to
      ├── QueryError                      (cairn.collector) a query that does not parse;
      │                                   also a ValueError, with the column
+     ├── CollectorError                  (cairn.collector) talking to a collector
+     │    ├── CollectorUnavailable       nothing answers at its URL
+     │    └── CollectorRefused           it answered with an error status
+     ├── PlatformError                   (cairn.platform)
+     │    ├── ManifestError              a cairn.toml that cannot be used (path, line)
+     │    ├── StartupError               a child did not come up (its log tail)
+     │    └── NoRunError                 no `cairn up` running here
+     ├── UpstreamError                   (cairn.dashboard) collector or registry unreachable
      └── LabError                        (cairn.lab)
           └── HistoryError               a history file that cannot be read
 
