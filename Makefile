@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint typecheck unit bench install system-deps clean
 
 run: $(STAMP)
-	$(BIN)/cairn demo
+	$(BIN)/cairn up examples/shop/cairn.toml --traffic 5/s
 
 test: $(STAMP) system-deps lint typecheck unit
 

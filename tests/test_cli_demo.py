@@ -18,7 +18,7 @@ def _plain(text: str) -> str:
 
 def test_demo_shows_retries_then_the_breaker_cycle_in_order() -> None:
     with virtual_time():
-        result = CliRunner().invoke(main, ["demo", "--recovery-timeout", "2"])
+        result = CliRunner().invoke(main, ["demo", "--policies", "--recovery-timeout", "2"])
     assert result.exit_code == 0, result.output
     out = _plain(result.output)
     transitions = re.findall(r"breaker  (\w+) → (\w+)", out)
@@ -51,6 +51,6 @@ def test_version_and_help() -> None:
 
 
 def test_bad_option_is_a_clear_usage_error() -> None:
-    result = CliRunner().invoke(main, ["demo", "--recovery-timeout", "-1"])
+    result = CliRunner().invoke(main, ["demo", "--policies", "--recovery-timeout", "-1"])
     assert result.exit_code == 2
     assert "recovery-timeout" in result.output

@@ -44,12 +44,12 @@ CREATE TABLE IF NOT EXISTS orders (
     status TEXT NOT NULL
 );
 """
-ORDERS = 100
+ORDERS = 200
 log = get_logger("shop.orders")
 
 
 def seed(connection: sqlite3.Connection) -> None:
-    """Orders 1..100 of users 1..100 for items 1..20 (kept if already there)."""
+    """Orders 1..200 of users 1..100 for items 1..20 (kept if already there)."""
     rows = []
     for n in range(1, ORDERS + 1):
         item_id, quantity = (n * 7) % 20 + 1, n % 3 + 1

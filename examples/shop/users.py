@@ -24,13 +24,13 @@ CREATE TABLE IF NOT EXISTS users (
     country TEXT NOT NULL
 );
 """
-USERS = 100
+USERS = 200
 _NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabi", "Hugo", "Iris", "João")
 _COUNTRIES = ("BR", "PT", "US", "DE", "JP")
 
 
 def seed(connection: sqlite3.Connection) -> None:
-    """Users 1..100 (kept if already there)."""
+    """Users 1..200 (kept if already there)."""
     connection.executemany(
         "INSERT OR IGNORE INTO users (user_id, name, email, country) VALUES (?, ?, ?, ?)",
         [

@@ -8,6 +8,7 @@ is not installed cannot break the others.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import click
 
@@ -92,17 +93,49 @@ def main() -> None:
     """cairn: observable, discoverable, resilient Python services."""
 
 
+_SHOP = Path("examples/shop/cairn.toml")
+
+
 @main.command()
-@click.option("--seed", default=7, show_default=True, help="Seed of the dependency's failures.")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--policies",
+    is_flag=True,
+    help="Instead: retry and a breaker around a flaky function, in one process, no servers.",
+)
+@click.option("--seed", default=7, show_default=True, help="--policies: seed of the failures.")
 @click.option(
     "--recovery-timeout",
     default=1.0,
     show_default=True,
     type=click.FloatRange(min=0.0, max=60.0),
-    help="Seconds the breaker stays open before a trial call.",
+    help="--policies: seconds the breaker stays open before a trial call.",
 )
-def demo(seed: int, recovery_timeout: float) -> None:
-    """Watch retry and a circuit breaker handle a flaky dependency."""
-    from cairn._demo import run_demo
+def demo(manifest: Path | None, policies: bool, seed: int, recovery_timeout: float) -> None:
+    """A scripted tour of the example shop that exits by itself.
 
-    run_demo(seed=seed, recovery_timeout=recovery_timeout)
+    Brings the shop up (MANIFEST, default examples/shop/cairn.toml), sends
+    traffic, prints the seed's trace tree and log query from the collector,
+    kills an inventory instance under load (no order fails), trips and
+    recovers a breaker with injected errors, and stops everything.
+    """
+    if policies:
+        from cairn._demo import run_demo
+
+        run_demo(seed=seed, recovery_timeout=recovery_timeout)
+        return
+    import asyncio
+
+    from cairn.platform._errors import PlatformError
+    from cairn.platform._tour import run_tour
+
+    path = manifest or _SHOP
+    if not path.is_file():
+        raise click.ClickException(
+            f"no manifest at {path}: the tour runs the example shop; run it from cairn's "
+            "source folder (where examples/shop is), or pass the shop's cairn.toml"
+        )
+    try:
+        asyncio.run(run_tour(path))
+    except PlatformError as exc:
+        raise click.ClickException(str(exc)) from None

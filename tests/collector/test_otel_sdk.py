@@ -113,8 +113,8 @@ def test_sdk_metrics_arrive_as_prometheus_series() -> None:
         provider.force_flush()
         wait_for(lambda: client.get(f"{url}/api/stats").json()["store"]["samples"] > 0)
         metrics = {m["name"]: m for m in client.get(f"{url}/api/metrics").json()["metrics"]}
-        assert metrics["http_requests"]["kind"] == "counter"
-        assert metrics["http_requests"]["series"] == 2
+        assert metrics["http_requests_total"]["kind"] == "counter"
+        assert metrics["http_requests_total"]["series"] == 2
         assert metrics["http_latency"]["kind"] == "histogram"
         summary = client.get(f"{url}/api/metrics/http_latency", params={"by": "route"}).json()
         assert {s["labels"]["route"] for s in summary["series"]} == {"/a", "/b"}

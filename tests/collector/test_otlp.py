@@ -193,7 +193,7 @@ def test_metrics_map_to_prometheus_samples() -> None:
     got = {(s.name, tuple(sorted(s.labels.items())), s.kind, s.family): s.value for s in samples}
     svc = ("service", "orders")
     assert got == {
-        ("http_requests_total", (("route", "/a"), svc), "counter", "http_requests"): 7.0,
+        ("http_requests_total", (("route", "/a"), svc), "counter", "http_requests_total"): 7.0,
         ("queue_depth", (svc,), "gauge", "queue_depth"): 2.5,
         ("latency_bucket", (("le", "0.1"), svc), "histogram", "latency"): 1.0,
         ("latency_bucket", (("le", "1.0"), svc), "histogram", "latency"): 3.0,

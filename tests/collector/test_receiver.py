@@ -311,17 +311,17 @@ def test_metrics_are_listed_summarised_and_ranged() -> None:
             assert reply.status_code == 200
         wait_for(lambda: client.get(f"{url}/api/stats").json()["store"]["samples"] == 4)
         metrics = client.get(f"{url}/api/metrics").json()["metrics"]
-        assert {"name": "http_requests", "kind": "counter", "series": 2} in metrics
+        assert {"name": "http_requests_total", "kind": "counter", "series": 2} in metrics
         summary = client.get(
-            f"{url}/api/metrics/http_requests", params={"by": "route", "since": "5m"}
+            f"{url}/api/metrics/http_requests_total", params={"by": "route", "since": "5m"}
         ).json()
         assert summary["kind"] == "counter"
         rates = {s["labels"]["route"]: s["rate"] for s in summary["series"]}
         assert rates == {"/a": pytest.approx(1.0), "/b": pytest.approx(1.0)}
         ranged = client.get(
-            f"{url}/api/metrics/http_requests/range", params={"since": "5m", "step": "30"}
+            f"{url}/api/metrics/http_requests_total/range", params={"since": "5m", "step": "30"}
         ).json()
-        assert ranged["name"] == "http_requests"
+        assert ranged["name"] == "http_requests_total"
         assert ranged["series"]
         assert all(
             isinstance(p, list) and len(p) == 2 for s in ranged["series"] for p in s["points"]

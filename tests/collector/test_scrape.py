@@ -106,7 +106,7 @@ def test_passing_services_are_scraped_with_labels_and_critical_ones_are_not(
 
         def scraped() -> list[dict[str, object]] | None:
             reply = client.get(
-                f"{url}/api/metrics/http_requests", params={"by": "service,instance"}
+                f"{url}/api/metrics/http_requests_total", params={"by": "service,instance"}
             )
             series = reply.json()["series"] if reply.status_code == 200 else []
             return series if len(series) >= 2 else None
@@ -159,7 +159,7 @@ def test_parse_prometheus_labels_and_kinds() -> None:
     got = [(s.name, s.kind, s.family, s.value, s.labels) for s in samples]
     base = {"service": "svc", "instance": "svc-1"}
     assert got == [
-        ("http_requests_total", "counter", "http_requests", 3.0,
+        ("http_requests_total", "counter", "http_requests_total", 3.0,
          {"method": "GET", "exported_service": "inner", **base}),
         ("temp", "gauge", "temp", 21.5, base),
         ("lat_bucket", "histogram", "lat", 1.0, {"le": "0.5", **base}),

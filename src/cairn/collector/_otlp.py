@@ -304,8 +304,8 @@ def _pb_metric(points: _Points, metric: Any) -> None:
             _check_temporality(metric.sum.aggregation_temporality, metric.name)
             if metric.sum.is_monotonic:
                 kind = "counter"
-                family = family.removesuffix("_total")
-                name = family + "_total"
+                # a counter is known by its Prometheus name, ``<name>_total``
+                name = family = family.removesuffix("_total") + "_total"
         for p in getattr(metric, data).data_points:
             points.add(
                 name,
@@ -500,8 +500,7 @@ def _j_metric(points: _Points, metric: Mapping[str, Any]) -> None:
                 )
                 if body.get("isMonotonic"):
                     kind = "counter"
-                    family = family.removesuffix("_total")
-                    name = family + "_total"
+                    name = family = family.removesuffix("_total") + "_total"
             for p in body.get("dataPoints") or ():
                 labels = points.labels(_j_attrs(p.get("attributes")))
                 points.add(name, labels, _j_int(p.get("timeUnixNano")), _j_number(p), kind, family)

@@ -54,6 +54,9 @@ def parse_prometheus(
         kind = _KINDS.get(
             family.type, "gauge" if family.type in ("info", "stateset") else "unknown"
         )
+        # The parser names a counter's family without ``_total``; people (and the
+        # seed, and the OTLP path) know it by its sample name, ``http_requests_total``.
+        name = family.name + "_total" if family.type == "counter" else family.name
         for sample in family.samples:
             if sample.name.endswith("_created") and sample.name != family.name:
                 continue
@@ -64,7 +67,7 @@ def parse_prometheus(
             labels["service"] = service
             labels["instance"] = instance
             at = int(sample.timestamp * 1e9) if sample.timestamp is not None else now
-            out.append(Sample(sample.name, labels, at, float(sample.value), kind, family.name))
+            out.append(Sample(sample.name, labels, at, float(sample.value), kind, name))
     return out
 
 

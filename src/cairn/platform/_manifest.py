@@ -35,17 +35,19 @@ _APP = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 
 _TOP_KEYS = {"name", "registry", "collector", "dashboard", "services"}
 _REGISTRY_KEYS = {"port"}
-_COLLECTOR_KEYS = {"port", "data"}
+_COLLECTOR_KEYS = {"port", "data", "scrape_interval"}
 _DASHBOARD_KEYS = {"port"}
 _SERVICE_KEYS = {"app", "command", "replicas", "env", "restart", "depends_on", "ttl"}
 
 
 @dataclass(frozen=True, slots=True)
 class CollectorSpec:
-    """The ``[collector]`` table: its port and data folder (absolute)."""
+    """The ``[collector]`` table: its port, data folder (absolute) and how often it
+    scrapes ``/metrics`` of every passing instance (seconds)."""
 
     port: int
     data: Path
+    scrape_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,9 +303,21 @@ def load_manifest(path: str | Path) -> Manifest:
     data_dir = collector_raw.get("data", ".cairn/collector")
     if not isinstance(data_dir, str) or not data_dir:
         raise reader.fail("[collector] data must be a folder path", "data", "collector")
+    interval = collector_raw.get("scrape_interval", 5)
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not 0.5 <= interval <= 3600
+    ):
+        raise reader.fail(
+            f"[collector] scrape_interval must be seconds from 0.5 to 3600, not {interval!r}",
+            "scrape_interval",
+            "collector",
+        )
     collector = CollectorSpec(
         port=reader.port(collector_raw, "collector", 4318),
         data=(file.parent / data_dir).absolute(),
+        scrape_interval=float(interval),
     )
 
     services_raw = reader.table(data.get("services", {}), "services")

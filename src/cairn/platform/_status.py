@@ -12,7 +12,7 @@ from cairn.platform._state import InstanceRecord
 
 __all__ = ["MetricsReader", "StatusRow", "render_table", "rows"]
 
-_RATE_NAMES = ("http_requests_total", "http_requests")
+_RATE_NAMES = ("http_requests_total",)
 _BREAKER_NAME = "cairn_breaker_state"
 
 

@@ -329,6 +329,8 @@ class Supervisor:
                         str(self.manifest.collector.data),
                         "--registry",
                         self.registry_url,
+                        "--scrape-interval",
+                        f"{self.manifest.collector.scrape_interval:g}s",
                     ],
                     base_env,
                     port,

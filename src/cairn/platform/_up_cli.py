@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -61,7 +62,40 @@ async def _live(sup: Supervisor, recent: collections.deque[str]) -> None:
             await asyncio.sleep(1.0)
 
 
-async def _run(sup: Supervisor, *, live: bool, quiet: bool, recent: collections.deque[str]) -> int:
+async def _traffic(
+    sup: Supervisor, rate: float, target: str, notify: Callable[[str], None]
+) -> None:
+    """Light traffic against ``target`` until cancelled, in 10 s rounds (instances may move)."""
+    from cairn.platform._load import DEFAULT_MIX, parse_mix, run_load
+
+    mix = parse_mix(DEFAULT_MIX)
+    while True:
+        urls = [
+            r.url
+            for r in sup.snapshot()
+            if r.url and r.state == "running" and target in (r.service, r.instance_id)
+        ]
+        if not urls:
+            notify(f"traffic: no running instance of {target!r}; waiting")
+            await asyncio.sleep(2.0)
+            continue
+        summary = await run_load(urls, mix, rate=rate, duration=10.0, concurrency=8)
+        p99 = summary.latency_ms.get("p99", 0.0)
+        notify(
+            f"traffic: {summary.completed} requests to {target} in 10 s, "
+            f"{summary.error_count} errors, p99 {p99:.0f} ms"
+        )
+
+
+async def _run(
+    sup: Supervisor,
+    *,
+    live: bool,
+    quiet: bool,
+    recent: collections.deque[str],
+    traffic: tuple[float, str] | None = None,
+    notify: Callable[[str], None] = print,
+) -> int:
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -87,11 +121,16 @@ async def _run(sup: Supervisor, *, live: bool, quiet: bool, recent: collections.
             for line in _urls(sup):
                 click.echo(line)
             click.echo(f"all {len(sup.snapshot())} instances passing")
-        status = loop.create_task(_live(sup, recent)) if live else None
+        tasks = [loop.create_task(_live(sup, recent))] if live else []
+        if traffic is not None:
+            rate, target = traffic
+            if not quiet:
+                click.echo(f"light traffic: {rate:g} requests/s to {target} (cairn load's mix)")
+            tasks.append(loop.create_task(_traffic(sup, rate, target, notify)))
         await sup.wait_for_stop()
-        if status is not None:
-            status.cancel()
-            await asyncio.gather(status, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await sup.stop()
         if not quiet:
             click.echo("cairn up: stopped")
@@ -132,6 +171,18 @@ async def _run(sup: Supervisor, *, live: bool, quiet: bool, recent: collections.
     show_default=True,
     help="Seconds a child may take to drain before SIGKILL.",
 )
+@click.option(
+    "--traffic",
+    default=None,
+    metavar="RATE",
+    help="Also send light traffic at RATE (e.g. 5/s) with `cairn load`'s mix.",
+)
+@click.option(
+    "--traffic-target",
+    default="orders",
+    show_default=True,
+    help="Service (or instance) --traffic goes to.",
+)
 def up_command(
     manifest: Path,
     registry_port: int | None,
@@ -144,6 +195,8 @@ def up_command(
     quiet: bool,
     ready_timeout: float,
     stop_timeout: float,
+    traffic: str | None,
+    traffic_target: str,
 ) -> None:
     """Run every service of MANIFEST (default ./cairn.toml), supervised.
 
@@ -156,6 +209,20 @@ def up_command(
         parsed = load_manifest(manifest)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
+    traffic_plan: tuple[float, str] | None = None
+    if traffic is not None:
+        from cairn.platform._load import parse_rate
+
+        try:
+            traffic_plan = (parse_rate(traffic), traffic_target)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--traffic") from None
+        if traffic_target not in parsed.services:
+            known = ", ".join(sorted(parsed.services))
+            raise click.BadParameter(
+                f"{traffic_target!r} is not a service of {manifest} (it has: {known})",
+                param_hint="--traffic-target",
+            )
     tty = sys.stdout.isatty()
     live = tty and not no_status and not verbose and not quiet
     recent: collections.deque[str] = collections.deque(maxlen=6)
@@ -181,5 +248,7 @@ def up_command(
         ready_timeout=ready_timeout,
         stop_timeout=stop_timeout,
     )
-    code = asyncio.run(_run(sup, live=live, quiet=quiet, recent=recent))
+    code = asyncio.run(
+        _run(sup, live=live, quiet=quiet, recent=recent, traffic=traffic_plan, notify=notify)
+    )
     sys.exit(code)
