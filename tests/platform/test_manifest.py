@@ -208,3 +208,49 @@ def test_stale_run_file(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(NoRunError, match=r"cannot be read"):
         find_run(tmp_path)
+
+
+def _state(folder: Path) -> RunState:
+    return RunState(
+        pid=os.getpid(),
+        manifest=str(folder / "cairn.toml"),
+        started_at="2024-01-01T00:00:00+00:00",
+        control="http://127.0.0.1:1",
+        token="cd" * 16,
+        registry="http://127.0.0.1:2",
+        collector=None,
+        dashboard=None,
+    )
+
+
+def test_a_run_started_elsewhere_is_found_through_its_pointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CAIRN_RUNS_DIR", str(runs))
+    shop = tmp_path / "examples" / "shop"
+    shop.mkdir(parents=True)
+    elsewhere = tmp_path / "repo-root"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    state = _state(shop)
+    write_run(run_path(shop), state)
+    assert (runs / f"{os.getpid()}.path").read_text() == str(run_path(shop))
+    assert find_run() == state  # not in cwd or its parents: the pointer leads there
+
+    # A pointer of a dead process is dropped; a second live run makes it ambiguous.
+    dead = runs / f"{2**22 + 777}.path"
+    dead.write_text(str(run_path(shop)))
+    assert find_run() == state
+    assert not dead.exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    run_path(other).parent.mkdir()
+    run_path(other).write_text(json.dumps(_state(other).to_json()))
+    (runs / f"{os.getppid()}.path").write_text(str(run_path(other)))
+    with pytest.raises(NoRunError, match=r"several `cairn up` runs are live .*--run-file"):
+        find_run()
+
+    remove_run(run_path(shop))
+    assert not (runs / f"{os.getpid()}.path").exists()
+    assert find_run() == _state(other)  # the one left

@@ -117,16 +117,64 @@ def write_run(path: Path, state: RunState) -> None:
             out.write("\n")
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
+        _point_to(path)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
 
 
+def runs_dir() -> Path:
+    """Where running ``cairn up`` processes leave a pointer to their run file, so
+    commands started elsewhere (``cairn chaos`` from the repository root while the
+    shop runs from ``examples/shop``) find it: ``$CAIRN_RUNS_DIR``, else
+    ``$XDG_RUNTIME_DIR/cairn/runs``, else ``~/.cache/cairn/runs``."""
+    if os.environ.get("CAIRN_RUNS_DIR"):
+        return Path(os.environ["CAIRN_RUNS_DIR"])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "cairn" / "runs"
+    return Path.home() / ".cache" / "cairn" / "runs"
+
+
+def _pointer() -> Path:
+    return runs_dir() / f"{os.getpid()}.path"
+
+
+def _point_to(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        pointer = _pointer()
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(str(path.absolute()), encoding="utf-8")
+
+
 def remove_run(path: Path) -> None:
-    """Remove the run file if it is there."""
+    """Remove the run file (and this process's pointer to it) if they are there."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    with contextlib.suppress(OSError):
+        _pointer().unlink()
+
+
+def _elsewhere() -> list[Path]:
+    """Run files of live ``cairn up`` processes, from their pointers (stale ones removed)."""
+    found = []
+    try:
+        pointers = sorted(runs_dir().glob("*.path"))
+    except OSError:
+        return []
+    for pointer in pointers:
+        try:
+            pid = int(pointer.stem)
+            target = Path(pointer.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(pid) and target.is_file():
+            if target not in found:
+                found.append(target)
+        else:
+            with contextlib.suppress(OSError):
+                pointer.unlink()
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -143,8 +191,10 @@ def find_run(start: Path | None = None) -> RunState:
     """The state of the ``cairn up`` running for a manifest.
 
     ``start`` is a manifest file or folder; without it the current folder
-    and its parents are searched. Raises :class:`NoRunError` when there is
-    no run file, or when its process is gone (a stale file).
+    and its parents are searched, then the runs of this user started
+    elsewhere (:func:`runs_dir`) — used when exactly one is live. Raises
+    :class:`NoRunError` when there is no run file, when its process is gone
+    (a stale file), or when several runs elsewhere make the choice ambiguous.
     """
     if start is not None:
         folder = start.absolute()
@@ -170,4 +220,13 @@ def find_run(start: Path | None = None) -> RunState:
                 "delete the file and start again with `cairn up`"
             )
         return state
+    if start is None:
+        others = _elsewhere()
+        if len(others) == 1:
+            return find_run(others[0].parent.parent)
+        if others:
+            listed = ", ".join(str(o) for o in others)
+            raise NoRunError(
+                f"several `cairn up` runs are live ({listed}); pass --run-file to pick one"
+            )
     raise NoRunError("no `cairn up` running here; start one with `cairn up`")
