@@ -43,6 +43,11 @@ def _urls(sup: Supervisor) -> list[str]:
         lines.append(f"dashboard  {sup.dashboard_url}")
     lines.append(f"control    {sup.control_url}  (token in {sup.run_file})")
     lines.append(f"logs       {sup.log_dir}")
+    if sup.collector_url:
+        lines.append(
+            "try        cairn traces · cairn trace ID · cairn logs 'level:error' · cairn metrics"
+        )
+    lines.append("           cairn chaos kill|latency|errors|restore … · cairn load --rate 20/s")
     return lines
 
 
