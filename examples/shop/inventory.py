@@ -69,7 +69,7 @@ def create_app(*, database: Path | None = None) -> FastAPI:
         finally:
             db.close()
 
-    app = FastAPI(title="inventory", lifespan=lifespan)
+    app = FastAPI(title="inventory", version="1.0.0", lifespan=lifespan)
 
     @app.get("/inventory/items")
     async def items(item_id: int | None = None) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def create_app(*, database: Path | None = None, registry: str | None = None) -> 
                 await made.aclose()
             db.close()
 
-    app = FastAPI(title="orders", lifespan=lifespan)
+    app = FastAPI(title="orders", version="1.0.0", lifespan=lifespan)
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: int) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def create_app(*, database: Path | None = None) -> FastAPI:
         finally:
             db.close()
 
-    app = FastAPI(title="users", lifespan=lifespan)
+    app = FastAPI(title="users", version="1.0.0", lifespan=lifespan)
 
     @app.get("/users/{user_id}")
     async def get_user(user_id: int) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from disc_support import until
@@ -185,5 +187,30 @@ async def test_cached_is_none_until_watched_and_unhashable_tags_work() -> None:
         assert cached is not None
         assert cached.ids == ("j1",)
         assert registry.cached("jobs") is not None
+    finally:
+        await registry.aclose()
+
+
+async def test_a_watch_does_not_carry_the_context_of_the_call_that_started_it(
+    tmp_path: Path,
+) -> None:
+    # The first caller may be a request with a trace and bound log fields; the
+    # watch outlives it and must not run (or make spans) inside that context.
+    request = contextvars.ContextVar("request", default="none")
+    seen: list[str] = []
+
+    class Recording(SQLiteRegistry):
+        async def _query(self, service: str, *, index: int, wait: float) -> Any:
+            seen.append(request.get())
+            return await super()._query(service, index=index, wait=wait)
+
+    registry = Recording(tmp_path / "r.db")
+    try:
+        await registry.register(Instance("jobs", "j-1", "127.0.0.1", 1000))
+        request.set("GET /orders/123")
+        found = await registry.instances("jobs")
+        assert [i.id for i in found] == ["j-1"]
+        assert seen
+        assert set(seen) == {"none"}
     finally:
         await registry.aclose()

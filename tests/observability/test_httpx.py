@@ -108,3 +108,19 @@ def test_no_spans_once_shut_down(echo: tuple[str, list[dict[str, str]]]) -> None
 
     asyncio.run(get())
     assert all("traceparent" not in headers for headers in received)
+
+
+async def test_registry_plumbing_is_not_traced(
+    observed: Setup, echo: tuple[str, list[dict[str, str]]]
+) -> None:
+    from cairn.discovery._http import plumbing_transport
+
+    url, received = echo
+    with capture_spans() as spans:
+        async with httpx.AsyncClient(transport=plumbing_transport()) as client:
+            assert (await client.get(url + "/v1/agent/check/pass/x")).status_code == 200
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url + "/items")).status_code == 200
+    assert [span.attributes["url.full"] for span in spans] == [url + "/items"]
+    assert not any(key.lower() == "traceparent" for key in received[0])
+    assert any(key.lower() == "traceparent" for key in received[1])

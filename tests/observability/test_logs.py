@@ -129,3 +129,25 @@ def test_any_fields_round_trip(fields: dict[str, object]) -> None:
     (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
     for key, value in fields.items():
         assert line[key] == value
+
+
+def test_httpx_request_lines_are_left_to_client_spans() -> None:
+    stream = io.BytesIO()
+    chatty = logging.getLogger("httpx")
+    before = chatty.level
+    obs.setup(
+        service="orders",
+        log_stream=stream,
+        traces="none",
+        registry=CollectorRegistry(),
+        log_level="info",
+    )
+    try:
+        chatty.info('HTTP Request: GET http://127.0.0.1:1/x "HTTP/1.1 200 OK"')
+        chatty.warning("connection pool full")
+        logging.getLogger("app").info("kept too")
+    finally:
+        obs.shutdown()
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["connection pool full", "kept too"]
+    assert chatty.level == before

@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from cairn.discovery._consul_json import check_id, check_payload, entry_from_health
 from cairn.discovery._errors import RegistryRefused, RegistryUnavailable, UnknownInstance
 from cairn.discovery._health import format_duration
+from cairn.discovery._http import plumbing_transport
 from cairn.discovery._model import Entry, Health, Instance
 from cairn.discovery._registry import Registry
 from cairn.resilience._clock import Clock
@@ -56,7 +57,10 @@ class ConsulRegistry(Registry):
         self.timeout = timeout
         headers = {"X-Consul-Token": token} if token else {}
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport or plumbing_transport(),
         )
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from cairn.discovery._codec import dumps_instance, loads_instance
 from cairn.discovery._errors import RegistryRefused, RegistryUnavailable, UnknownInstance
 from cairn.discovery._health import Probe, Prober
+from cairn.discovery._http import plumbing_transport
 from cairn.discovery._model import Entry, Health, HTTPCheck, Instance, TTLCheck
 from cairn.discovery._registry import Registry
 from cairn.resilience._clock import Clock
@@ -93,7 +94,7 @@ class EtcdRegistry(Registry):
         self.prefix = prefix
         self.timeout = timeout
         self._current = 0
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=plumbing_transport())
         self._owned: dict[str, _Owned] = {}
         self._prober = Prober(
             report=self._report, expire=self._expire, clock=self._clock, probe=probe

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -230,8 +231,12 @@ class Registry(abc.ABC):
         if watch is None:
             watch = _Watch()
             self._watches[service] = watch
+            # A fresh context: the watch outlives the request that first asked,
+            # and must not carry its trace (or anything else) along.
             watch.task = asyncio.get_running_loop().create_task(
-                self._follow(service, watch), name=f"cairn-watch-{service}"
+                self._follow(service, watch),
+                name=f"cairn-watch-{service}",
+                context=contextvars.Context(),
             )
         try:
             await asyncio.shield(watch.first)

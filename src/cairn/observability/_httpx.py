@@ -4,7 +4,9 @@ The hook sits on httpx's ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` (as OpenTelemetry's own httpx
 instrumentation does), so every ``httpx.Client``/``AsyncClient`` is covered,
 including those made before ``setup()``. Custom transports (e.g.
-``httpx.MockTransport``) are not wrapped.
+``httpx.MockTransport``) are not wrapped, nor are transports marked
+``cairn_untraced = True`` (the registry clients' heartbeats and watches:
+plumbing, not the application's calls).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _end(span: trace.Span, response: httpx.Response | None, error: BaseException
 
 def _handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
     original = _originals["sync"]
-    span = _start(request)
+    span = None if getattr(self, "cairn_untraced", False) else _start(request)
     if span is None:
         response: httpx.Response = original(self, request)
         return response
@@ -84,7 +86,7 @@ async def _handle_async_request(
     self: httpx.AsyncHTTPTransport, request: httpx.Request
 ) -> httpx.Response:
     original = _originals["async"]
-    span = _start(request)
+    span = None if getattr(self, "cairn_untraced", False) else _start(request)
     if span is None:
         response: httpx.Response = await original(self, request)
         return response

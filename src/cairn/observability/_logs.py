@@ -254,6 +254,8 @@ class StdlibRouting:
     """Points the root logger (and uvicorn's own loggers) at the pipeline; undoable."""
 
     _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    # One INFO line per HTTP request made: the client span says it already.
+    _CHATTY = ("httpx", "httpcore")
 
     def __init__(self, *, level: int, access_log: bool) -> None:
         root = logging.getLogger()
@@ -274,6 +276,11 @@ class StdlibRouting:
         if not access_log:
             # The middleware already writes one line per request.
             logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+        for name in self._CHATTY:
+            logger = logging.getLogger(name)
+            self._saved[name] = (list(logger.handlers), logger.propagate, logger.level)
+            if level > logging.DEBUG:
+                logger.setLevel(max(level, logging.WARNING))
 
     def undo(self) -> None:
         root = logging.getLogger()

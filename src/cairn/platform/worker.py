@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.ttl is not None:
         options["ttl"] = args.ttl
+    version = getattr(app, "version", None)  # FastAPI's, for the registry and dashboard
+    if isinstance(version, str) and version:
+        options["meta"] = {"version": version}
     run(app, **options)
     return 0
 
