@@ -4,12 +4,15 @@
 import { api, banner, fmtMs, fmtRate, h, routeParams, select, setRouteParams, table } from "./dom.js";
 import { lineChart } from "./chart.js";
 
-const RANGE_S = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
+const RANGE_S = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
 
 function findName(known, wanted) {
   for (const n of [wanted, wanted.replace(/_total$/, ""), `${wanted}_total`]) if (known.has(n)) return n;
   return null;
 }
+
+// Axis numbers: whole above 10, else up to two decimals (0.25 %, not "0%" and "1%").
+const num = (v) => (Math.abs(v) >= 10 ? v.toFixed(0) : String(+v.toFixed(2)));
 
 const labelOf = (labels, keys) => keys.map((k) => labels[k] || "").join(" ") || "all";
 
@@ -94,9 +97,9 @@ export async function metrics(root) {
         title: `${t.root_name}: ${fmtMs(t.duration_ns / 1e6)} — open trace`,
       }));
       charts.replaceChildren(
-        lineChart("Requests per second", rates.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), points: x.points })), { format: (v) => v.toFixed(1), startNs, endNs }),
-        lineChart("Errors (5xx, % of requests)", errorRatio(byStatus.filter(mine)), { format: (v) => `${v.toFixed(0)}%`, startNs, endNs }),
-        lineChart("p99 latency (ms) · dots: slowest traces", p99.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), ...toMs(x) })), { format: (v) => v.toFixed(0), dots, startNs, endNs }),
+        lineChart("Requests per second", rates.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), points: x.points })), { format: num, startNs, endNs }),
+        lineChart("Errors (5xx, % of requests)", errorRatio(byStatus.filter(mine)), { format: (v) => `${num(v)}%`, startNs, endNs }),
+        lineChart("p99 latency (ms) · dots: slowest traces", p99.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), ...toMs(x) })), { format: num, dots, startNs, endNs }),
       );
       if (durName) {
         const sum = await api(`/api/metrics/${encodeURIComponent(durName)}`, { by: "service,endpoint", since: since.value });

@@ -118,6 +118,24 @@ function spanDetails(span, t0) {
   );
 }
 
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+// An HTTP client span is named by its method alone ("GET"): say where it went
+// (host and path of url.full, else server.address:port) so calls can be told apart.
+export function clientTarget(span) {
+  if (!METHODS.has(span.name)) return "";
+  const a = span.attributes || {};
+  const url = a["url.full"] || a["http.url"];
+  if (typeof url === "string") {
+    try {
+      const u = new URL(url);
+      return `${u.host}${u.pathname}`;
+    } catch (_) { /* not a URL: fall back to the address */ }
+  }
+  const host = a["server.address"];
+  return host ? `${host}${a["server.port"] ? `:${a["server.port"]}` : ""}` : "";
+}
+
 // A waterfall of `spans`; `scale` lets two traces share a time axis.
 export function waterfall(spans, scale) {
   const { onPath, kids } = criticalPath(spans);
@@ -134,8 +152,10 @@ export function waterfall(spans, scale) {
   const box = h("div", { class: "waterfall" });
   const frag = document.createDocumentFragment();
   for (const [span, depth] of ordered) {
-    const label = h("div", { class: "wf-label", title: `${span.service}: ${span.name}` },
-      h("span", { class: "svc", text: span.service }), " ", h("span", { class: "op", text: span.name }));
+    const where = clientTarget(span);
+    const label = h("div", { class: "wf-label", title: `${span.service}: ${span.name}${where ? ` ${where}` : ""}` },
+      h("span", { class: "svc", text: span.service }), " ", h("span", { class: "op", text: span.name }),
+      where ? h("span", { class: "target muted", text: ` ${where}` }) : null);
     label.style.paddingLeft = `${Math.min(depth, 30) * 12 + 4}px`;
     const bar = h("div", { class: "wf-bar" });
     bar.style.left = `${((span.start_ns - t0) / total) * 100}%`;
