@@ -15,22 +15,18 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from dash_support import wait_for
 
 from cairn.platform._chaos_cli import chaos_command
-from cairn.platform._supervisor import cairn_argv
+from shop_support import INSTANCES, RunningShop, running_shop
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -48,92 +44,14 @@ ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-SHOP = ROOT / "examples" / "shop"
-INSTANCES = ("users-1", "orders-1", "inventory-1", "inventory-2")
-T = TypeVar("T")
-
-
-@dataclass
-class Shop:
-    """A running ``cairn up`` of the shop: its folder, process and run state."""
-
-    folder: Path
-    proc: subprocess.Popen[bytes]
-    run: dict[str, Any]
-
-    @property
-    def run_file(self) -> Path:
-        return self.folder / ".cairn" / "run.json"
-
-    @property
-    def dashboard(self) -> str:
-        return str(self.run["dashboard"])
-
-    def url(self, instance_id: str) -> str:
-        run = json.loads(self.run_file.read_text())
-        return str(next(i["url"] for i in run["instances"] if i["instance_id"] == instance_id))
-
-    def log(self) -> str:
-        return (self.folder / "up.out").read_text(errors="replace")[-4000:]
-
-
-def until(check: Callable[[], T | None], what: str, *, shop: Shop, timeout: float = 60.0) -> T:
-    """``wait_for`` that says, on failure, what ``cairn up`` printed last."""
-    try:
-        found = wait_for(check, timeout=timeout, what=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- cairn up output (tail) ---\n{shop.log()}") from None
-    assert found is not None  # wait_for returns only a truthy result
-    return found
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    folder = tmp_path_factory.mktemp("real-shop") / "shop"
-    shutil.copytree(SHOP, folder, ignore=shutil.ignore_patterns(".cairn", "__pycache__"))
-    manifest = folder / "cairn.toml"
-    text = manifest.read_text()
-    assert "scrape_interval = 5" in text
-    manifest.write_text(text.replace("scrape_interval = 5", "scrape_interval = 1"))
-    with (folder / "up.out").open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *cairn_argv(),
-                "up",
-                "--no-status",
-                "--collector-port",
-                "0",
-                "--dashboard-port",
-                "0",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-        )
-    started = Shop(folder, proc, {})
-
-    def ready() -> dict[str, Any] | None:
-        if proc.poll() is not None:
-            raise AssertionError("cairn up exited:\n" + started.log())
-        try:
-            data: dict[str, Any] = json.loads(started.run_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        passing = {i["instance_id"] for i in data["instances"] if i["health"] == "passing"}
-        wanted = passing >= set(INSTANCES) and data.get("collector") and data.get("dashboard")
-        return data if wanted else None
-
-    try:
-        started.run = until(ready, "the shop passing with its dashboard", shop=started, timeout=90)
-        yield started
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShop]:
+    parent = tmp_path_factory.mktemp("real-shop")
+    args = ("--collector-port", "0", "--dashboard-port", "0")
+    with running_shop(parent, *args, scrape_interval=1, wanted=("collector", "dashboard")) as shop:
+        yield shop
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +85,7 @@ def page(browser: Any) -> Iterator[Any]:
     assert problems == []
 
 
-def purchase(shop: Shop, user_id: int, item_id: int) -> str:
+def purchase(shop: RunningShop, user_id: int, item_id: int) -> str:
     """POST /orders on orders-1 under a trace id chosen here; returns that id."""
     trace_id = secrets.token_hex(16)
     response = httpx.post(
@@ -180,7 +98,7 @@ def purchase(shop: Shop, user_id: int, item_id: int) -> str:
     return trace_id
 
 
-def get_orders(shop: Shop, count: int, *, first: int = 1) -> None:
+def get_orders(shop: RunningShop, count: int, *, first: int = 1) -> None:
     orders = shop.url("orders-1")
     with httpx.Client(timeout=30) as http:
         for n in range(first, first + count):
@@ -188,13 +106,13 @@ def get_orders(shop: Shop, count: int, *, first: int = 1) -> None:
             assert http.get(f"{orders}/orders/{n}").status_code == 200
 
 
-def api(shop: Shop, path: str, **params: str) -> Any:
-    response = httpx.get(shop.dashboard + path, params=params, timeout=30)
+def api(shop: RunningShop, path: str, **params: str) -> Any:
+    response = httpx.get(shop.run["dashboard"] + path, params=params, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def chaos(shop: Shop, *args: str) -> str:
+def chaos(shop: RunningShop, *args: str) -> str:
     result = CliRunner().invoke(
         chaos_command, ["--run-file", str(shop.run_file), *args], catch_exceptions=False
     )
@@ -202,8 +120,8 @@ def chaos(shop: Shop, *args: str) -> str:
     return result.output
 
 
-def test_overview_lists_every_instance_passing(page: Any, shop: Shop) -> None:
-    page.goto(shop.dashboard + "/#/overview")
+def test_overview_lists_every_instance_passing(page: Any, shop: RunningShop) -> None:
+    page.goto(shop.run["dashboard"] + "/#/overview")
     for iid in INSTANCES:
         row = page.wait_for_selector(f'tr.instance-row[data-instance="{iid}"]')
         assert row.query_selector(".badge").inner_text() == "passing"
@@ -216,7 +134,9 @@ def test_overview_lists_every_instance_passing(page: Any, shop: Shop) -> None:
     assert "2 instance(s)" in inventory.inner_text()
 
 
-def test_a_purchase_log_line_leads_to_its_waterfall(page: Any, shop: Shop, shots: Path) -> None:
+def test_a_purchase_log_line_leads_to_its_waterfall(
+    page: Any, shop: RunningShop, shots: Path
+) -> None:
     # The first calls to users and inventory start orders' registry watches, and
     # those long polls land in the calling request's trace (see the H7 report):
     # a first purchase takes them, so the one looked at below is a plain one.
@@ -225,7 +145,7 @@ def test_a_purchase_log_line_leads_to_its_waterfall(page: Any, shop: Shop, shots
     purchase(shop, 42, 5)
     get_orders(shop, 10)
 
-    page.goto(shop.dashboard + "/#/logs")
+    page.goto(shop.run["dashboard"] + "/#/logs")
     page.fill("#log-query", "event:purchase_completed")
     page.press("#log-query", "Enter")
     line = page.locator(f'#log-list .log-line:has(a.trace-link[href="#/trace/{trace_id}"])')
@@ -238,7 +158,7 @@ def test_a_purchase_log_line_leads_to_its_waterfall(page: Any, shop: Shop, shots
             page.click("#log-search")
         return False
 
-    until(shown, "the purchase_completed line on the logs page", shop=shop)
+    shop.until(shown, "the purchase_completed line on the logs page")
     lines = page.locator("#log-list .log-line")
     assert lines.count() >= 1
     for text in lines.locator(".body").all_inner_texts():
@@ -263,7 +183,7 @@ def test_a_purchase_log_line_leads_to_its_waterfall(page: Any, shop: Shop, shots
         page.wait_for_selector(".span-row")
         return False
 
-    until(whole, "the purchase trace with inventory's spans", shop=shop)
+    shop.until(whole, "the purchase trace with inventory's spans")
     names = page.locator(".span-row").evaluate_all("r => r.map(x => x.dataset.name)")
     assert names[0] == "POST /orders"
     assert names.count("db.query") >= 2  # orders' INSERT and inventory's UPDATE
@@ -280,11 +200,11 @@ def test_a_purchase_log_line_leads_to_its_waterfall(page: Any, shop: Shop, shots
 
 
 def test_the_seed_trace_shows_db_query_and_inventory_check(
-    page: Any, shop: Shop, shots: Path
+    page: Any, shop: RunningShop, shots: Path
 ) -> None:
     # POST /orders has no inventory.check span; the seed's GET /orders/{id} has.
     get_orders(shop, 5, first=20)
-    page.goto(shop.dashboard + "/#/traces?service=orders&q=kind:server&since=15m")
+    page.goto(shop.run["dashboard"] + "/#/traces?service=orders&q=kind:server&since=15m")
     row = page.locator('tr.trace-row:has(a:text-is("orders: GET /orders/{order_id}"))').first
 
     def listed() -> bool:
@@ -294,7 +214,7 @@ def test_the_seed_trace_shows_db_query_and_inventory_check(
             page.click("#trace-search")
         return False
 
-    until(listed, "a GET /orders/{order_id} trace in the list", shop=shop)
+    shop.until(listed, "a GET /orders/{order_id} trace in the list")
     page.screenshot(path=str(shots / "dashboard-traces.png"))
     row.locator("a").click()
     page.wait_for_selector('.span-row[data-name="db.query"]')
@@ -304,14 +224,14 @@ def test_the_seed_trace_shows_db_query_and_inventory_check(
 
 
 def test_a_breaker_opened_by_chaos_shows_on_the_overview(
-    page: Any, shop: Shop, shots: Path
+    page: Any, shop: RunningShop, shots: Path
 ) -> None:
     badge = page.locator(
         'tr.instance-row[data-instance="orders-1"] .breaker[data-policy="inventory/inventory-1"]'
     )
     assert "100% errors (503)" in chaos(shop, "errors", "inventory-1", "--rate", "1")
     try:
-        page.goto(shop.dashboard + "/#/overview")
+        page.goto(shop.run["dashboard"] + "/#/overview")
         page.wait_for_selector('tr.instance-row[data-instance="orders-1"]')
         sent = [100]
 
@@ -322,7 +242,7 @@ def test_a_breaker_opened_by_chaos_shows_on_the_overview(
             sent[0] += 4
             return bool(badge.count()) and badge.first.get_attribute("data-state") == "open"
 
-        until(open_badge, "inventory/inventory-1's breaker open on the overview", shop=shop)
+        shop.until(open_badge, "inventory/inventory-1's breaker open on the overview")
         assert badge.first.inner_text() == "inventory/inventory-1: open"
         assert "breaker-open" in (badge.first.get_attribute("class") or "")
         # inventory-1's 5xx share turns red once two scrapes hold its 503 counter.
@@ -332,13 +252,13 @@ def test_a_breaker_opened_by_chaos_shows_on_the_overview(
             get_orders(shop, 2)
             return "bad" in (errors.get_attribute("class") or "")
 
-        until(red, "inventory-1's 5xx share shown as bad", shop=shop)
+        shop.until(red, "inventory-1's 5xx share shown as bad")
         page.screenshot(path=str(shots / "dashboard-overview.png"))
     finally:
         assert "no fault" in chaos(shop, "restore", "inventory-1")
 
 
-def test_metrics_page_charts_orders_requests(page: Any, shop: Shop, shots: Path) -> None:
+def test_metrics_page_charts_orders_requests(page: Any, shop: RunningShop, shots: Path) -> None:
     get_orders(shop, 10)
 
     def scraped() -> bool:
@@ -355,8 +275,8 @@ def test_metrics_page_charts_orders_requests(page: Any, shop: Shop, shots: Path)
             for s in series
         )
 
-    until(scraped, "a non-zero request rate of orders in the collector", shop=shop)
-    page.goto(shop.dashboard + "/#/metrics?service=orders&since=5m")
+    shop.until(scraped, "a non-zero request rate of orders in the collector")
+    page.goto(shop.run["dashboard"] + "/#/metrics?service=orders&since=5m")
     chart = page.locator('figure.chart-box:has(figcaption:text-is("Requests per second"))')
     chart.locator("polyline").first.wait_for(state="attached")  # a flat line has no height
     assert "no data in this range" not in chart.inner_text()
@@ -375,8 +295,8 @@ def test_metrics_page_charts_orders_requests(page: Any, shop: Shop, shots: Path)
     page.screenshot(path=str(shots / "dashboard-metrics.png"))
 
 
-def test_registry_page_shows_the_real_instances(page: Any, shop: Shop, shots: Path) -> None:
-    page.goto(shop.dashboard + "/#/registry")
+def test_registry_page_shows_the_real_instances(page: Any, shop: RunningShop, shots: Path) -> None:
+    page.goto(shop.run["dashboard"] + "/#/registry")
     for iid in INSTANCES:
         row = page.wait_for_selector(f'tr.registry-row[data-instance="{iid}"]')
         assert f"service:{iid}" in row.inner_text()
@@ -385,7 +305,7 @@ def test_registry_page_shows_the_real_instances(page: Any, shop: Shop, shots: Pa
     page.screenshot(path=str(shots / "dashboard-registry.png"))
 
 
-def test_the_run_stops_cleanly(shop: Shop) -> None:
+def test_the_run_stops_cleanly(shop: RunningShop) -> None:
     # Last: SIGTERM stops the shop with its dashboard; nothing is left of the run.
     started = time.monotonic()
     shop.proc.send_signal(signal.SIGTERM)

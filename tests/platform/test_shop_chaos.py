@@ -9,13 +9,9 @@ killed and started again; purchases go on throughout.
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -23,61 +19,15 @@ from click.testing import CliRunner
 
 from cairn.platform._chaos_cli import chaos_command
 from cairn.platform._load_cli import load_command
-from cairn.platform._supervisor import cairn_argv
+from shop_support import running_shop, wait_for
 
 pytestmark = pytest.mark.slow
-
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
 def shop_run(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "shop"
-    shutil.copytree(SHOP, folder, ignore=shutil.ignore_patterns(".cairn", "__pycache__"))
-    out = (folder / "up.out").open("wb")
-    proc = subprocess.Popen(
-        [*cairn_argv(), "up", "--no-status", "--no-collector", "--no-dashboard"],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-    )
-    out.close()
-    run_file = folder / ".cairn" / "run.json"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError("cairn up exited:\n" + (folder / "up.out").read_text())
-        try:
-            data = json.loads(run_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return False
-        return len(data["instances"]) == 4 and all(
-            i["health"] == "passing" for i in data["instances"]
-        )
-
-    try:
-        wait_for(ready, "the shop passing")
-        yield run_file
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_shop(tmp_path, "--no-collector", "--no-dashboard", wanted=()) as shop:
+        yield shop.run_file
 
 
 def _invoke(command: Any, *args: str) -> Any:

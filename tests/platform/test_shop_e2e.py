@@ -11,65 +11,31 @@ SIGTERM no process of the run is left.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import shutil
 import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from cairn.collector import CollectorClient, SpanRecord
 from cairn.platform._load import parse_mix, run_load
-from cairn.platform._supervisor import cairn_argv
+from shop_support import RunningShop, running_shop, wait_for
 
 pytestmark = pytest.mark.slow
-
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
 class Shop:
-    folder: Path
-    proc: subprocess.Popen[bytes]
-    run: dict[str, Any]
+    running: RunningShop
     collector: CollectorClient
 
-    def url(self, instance_id: str) -> str:
-        run = json.loads((self.folder / ".cairn" / "run.json").read_text())
-        return str(next(i["url"] for i in run["instances"] if i["instance_id"] == instance_id))
-
-    def control(self, method: str, path: str) -> httpx.Response:
-        headers = {"authorization": f"Bearer {self.run['token']}"}
-        return httpx.request(method, self.run["control"] + path, headers=headers, timeout=30)
-
-    def chaos(self, instance_id: str, body: dict[str, Any] | None) -> None:
-        headers = {"authorization": f"Bearer {self.run['token']}"}
-        url = self.url(instance_id) + "/_cairn/chaos"
-        if body is None:
-            response = httpx.delete(url, headers=headers, timeout=10)
-        else:
-            response = httpx.post(url, json=body, headers=headers, timeout=10)
-        assert response.status_code == 200, response.text
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.running, name)
 
 
 def _processes_under(folder: Path) -> list[int]:
@@ -90,40 +56,13 @@ def _processes_under(folder: Path) -> list[int]:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
-    folder = tmp_path / "shop"
-    shutil.copytree(SHOP, folder, ignore=shutil.ignore_patterns(".cairn", "__pycache__"))
-    manifest = folder / "cairn.toml"
-    text = manifest.read_text()
-    assert "scrape_interval = 5" in text
-    manifest.write_text(text.replace("scrape_interval = 5", "scrape_interval = 1"))
-    out = (folder / "up.out").open("wb")
-    proc = subprocess.Popen(
-        [*cairn_argv(), "up", "--no-status", "--no-dashboard", "--collector-port", "0"],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-    )
-    out.close()
-    run_file = folder / ".cairn" / "run.json"
-
-    def ready() -> dict[str, Any] | None:
-        if proc.poll() is not None:
-            raise AssertionError("cairn up exited:\n" + (folder / "up.out").read_text())
-        try:
-            data: dict[str, Any] = json.loads(run_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        passing = [i for i in data["instances"] if i["health"] == "passing"]
-        return data if len(passing) == 4 and data.get("collector") else None
-
-    try:
-        run = wait_for(ready, "the shop passing")
-        with CollectorClient(run["collector"]) as collector:
-            yield Shop(folder, proc, run, collector)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with (
+        running_shop(
+            tmp_path, "--no-dashboard", "--collector-port", "0", scrape_interval=1
+        ) as running,
+        CollectorClient(running.run["collector"]) as collector,
+    ):
+        yield Shop(running, collector)
 
 
 def _children(spans: list[SpanRecord], parent: SpanRecord) -> list[SpanRecord]:
