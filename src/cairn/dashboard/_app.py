@@ -52,7 +52,7 @@ class DashboardConfig:
 
     collector: str = "http://127.0.0.1:4318"
     registry: str | None = "http://127.0.0.1:8500"
-    lab_dir: Path = field(default_factory=lambda: Path(".cairn/lab"))
+    lab_dir: Path = field(default_factory=lambda: Path("lab-report"))
     token: str | None = None
     hosts: tuple[str, ...] | None = ()
     poll_interval: float = 2.0

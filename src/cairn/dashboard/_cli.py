@@ -47,7 +47,7 @@ def _from_run() -> dict[str, Any]:
 @click.option(
     "--lab-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".cairn/lab"),
+    default=Path("lab-report"),
     show_default=True,
     help="Where to look for consistency-lab runs (folders holding report.html).",
 )

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -343,6 +344,8 @@ class Supervisor:
             if _has_module("cairn.dashboard._cli"):
                 port = self._port("dashboard")
                 argv = [*cairn, "dashboard", "--port", str(port), "--registry", self.registry_url]
+                # The lab writes to ./lab-report by default: the folder we were started from.
+                argv += ["--lab-dir", str(Path.cwd() / "lab-report")]
                 if self.collector_url:
                     argv += ["--collector", self.collector_url]
                 child = self._infra_child("dashboard", argv, base_env, port)
