@@ -2,15 +2,21 @@
 
     python bench/collector.py [--quick] [--seconds 10] [--senders 4]
 
-1. decode only: ``decode_spans`` / ``decode_logs`` on 512-record batches encoded by the
-   real OpenTelemetry SDK encoder (spans: 4 attributes and one event each). Reported
-   in µs per record.
+1. stages, in µs per record, on 512-record batches encoded by the real OpenTelemetry SDK
+   encoder (spans: 4 attributes and one event each): ``decode_spans`` / ``decode_logs``
+   (the full decode into records); for protobuf spans the collector's own path instead:
+   the receiver's check (``parse_spans``: parse + id checks, in the event loop), the
+   writer's walk into store rows (attribute cache warm, and cold: cleared before every
+   batch), and ``Store.add_spans`` of those rows on disk, 8,192 spans per transaction.
 2. sustained ingest: ``cairn collector`` (uvicorn, one process, an on-disk store in a
    temporary directory) receives batches of 512 spans (then 512 log records) from
    ``--senders`` threads in this process for ``--seconds``; the rate counts only what
    the store holds at the end (accepted, written and durable), over the time from the
    first request until the store holds the last record. 429s (queue full) are counted
    and retried after a short pause, as an exporter would. Target >= 50,000 spans/s.
+   Besides wall-clock records/s, the collector process's CPU time over the same
+   interval (``/proc/<pid>/stat``, user + system) gives records per CPU-second: the
+   senders share the machine, so this is the collector's own cost on one core.
 
 The server process runs on its own core when the machine has two; this process's
 senders use the other.
@@ -39,7 +45,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from cairn.collector import _otlp_rows
 from cairn.collector._otlp import decode_logs, decode_spans
+from cairn.collector._otlp_rows import parse_spans
+from cairn.collector._store import Store
+from cairn.collector._store_rows import SpanRows
 
 BATCH = 512
 RESOURCE = Resource.create({"service.name": "bench", "service.instance.id": "bench-1"})
@@ -118,8 +128,49 @@ def decode_cost(batches: list[bytes], decode: object, rounds: int) -> float:
     return best
 
 
+def walk_cold(batches: list[bytes]) -> None:
+    for body in batches:
+        _otlp_rows._cache.clear()
+        parse_spans(body).rows  # noqa: B018 - the walk is the point
+
+
+def store_cost(batches: list[bytes], total: int = 100_000, per_write: int = 8192) -> float:
+    """µs per span of ``Store.add_spans`` (prepared rows, on disk), ``per_write`` at a time."""
+    rows = [row for body in batches for row in parse_spans(body).rows]
+    spent, written = 0.0, 0
+    with tempfile.TemporaryDirectory() as data:
+        store = Store(os.path.join(data, "bench.db"))
+        try:
+            while written < total:
+                # fresh trace ids, as a real stream has: the trace index gets new keys
+                batch = [
+                    (os.urandom(16).hex(), *rows[(written + i) % len(rows)][1:])
+                    for i in range(per_write)
+                ]
+                start = time.perf_counter()
+                store.add_spans(SpanRows.of(batch))
+                spent += time.perf_counter() - start
+                written += per_write
+        finally:
+            store.close()
+    return spent / written * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ingest(
-    url: str, path: str, batches: list[bytes], signal: str, seconds: float, senders: int
+    url: str,
+    path: str,
+    batches: list[bytes],
+    signal: str,
+    seconds: float,
+    senders: int,
+    pid: int,
 ) -> dict[str, float]:
     """Post batches from ``senders`` threads for ``seconds``; rate of records stored."""
     sent = [0] * senders
@@ -149,6 +200,7 @@ def ingest(
                     raise RuntimeError(f"{reply.status_code}: {reply.text}")
 
     start = time.monotonic()
+    cpu_start = cpu_seconds(pid)
     threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
     for t in threads:
         t.start()
@@ -161,10 +213,13 @@ def ingest(
             raise RuntimeError(f"store holds {now}, expected {expected}")
         time.sleep(0.05)  # polling for the writer to finish
     elapsed = time.monotonic() - start
+    cpu = cpu_seconds(pid) - cpu_start
     return {
         "records": sum(sent) * BATCH,
         "seconds": elapsed,
         "rate": sum(sent) * BATCH / elapsed,
+        "cpu_seconds": cpu,
+        "per_cpu_second": sum(sent) * BATCH / cpu if cpu > 0 else float("nan"),
         "refused_requests": sum(refused),
     }
 
@@ -177,8 +232,16 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 2.0 if args.quick else args.seconds
     spans, logs = span_batches(8), log_batches(8)
-    print(f"decode only: {decode_cost(spans, decode_spans, 3 if args.quick else 10):.2f} µs/span, "
-          f"{decode_cost(logs, decode_logs, 3 if args.quick else 10):.2f} µs/log record")  # fmt: skip
+    rounds = 3 if args.quick else 10
+    print(f"decode only: {decode_cost(spans, decode_spans, rounds):.2f} µs/span, "
+          f"{decode_cost(logs, decode_logs, rounds):.2f} µs/log record")  # fmt: skip
+    check = decode_cost(spans, parse_spans, rounds)
+    warm = decode_cost(spans, lambda body: parse_spans(body).rows, rounds) - check
+    cold = decode_cost(spans, lambda body: walk_cold([body]), rounds) - check
+    store = store_cost(spans, 30_000 if args.quick else 100_000)
+    print(f"span stages: receive check {check:.2f} µs/span (event loop); walk to rows "
+          f"{warm:.2f} µs/span, {cold:.2f} with a cold attribute cache (writer); "
+          f"store {store:.2f} µs/span (writer, 8,192 per transaction)")  # fmt: skip
     with tempfile.TemporaryDirectory() as data:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         server = subprocess.Popen(
@@ -193,7 +256,7 @@ def main() -> None:
                 ("spans", "/v1/traces", "spans", spans),
                 ("log records", "/v1/logs", "logs", logs),
             ]:
-                result = ingest(url, path, batches, signal, seconds, args.senders)
+                result = ingest(url, path, batches, signal, seconds, args.senders, server.pid)
                 verdict = ""
                 if signal == "spans":
                     verdict = (
@@ -203,7 +266,9 @@ def main() -> None:
                     )
                 print(
                     f"ingest {label}: {result['rate']:,.0f}/s ({result['records']:,} stored in "
-                    f"{result['seconds']:.1f} s, {result['refused_requests']:.0f} requests refused and retried){verdict}"
+                    f"{result['seconds']:.1f} s, {result['refused_requests']:.0f} requests refused "
+                    f"and retried){verdict}\n  collector process: {result['cpu_seconds']:.1f} CPU-s, "
+                    f"{result['per_cpu_second']:,.0f} {label} per CPU-second"
                 )
         finally:
             server.terminate()

@@ -8,9 +8,11 @@
     # or: with serve_in_thread(collector) as url: ...
 
 OTLP: ``POST /v1/{traces,logs,metrics}``, protobuf or JSON, optionally gzip. The body
-is limited (``max_body_bytes``, also after decompression: a gzip bomb gets 413), decoded
+is limited (``max_body_bytes``, also after decompression: a gzip bomb gets 413), checked
 at once (400 names what was wrong) and offered to the ingest queue: full → 429, store
-failing or shutting down → 503, both with ``Retry-After``. Queries run in worker threads.
+failing or shutting down → 503, both with ``Retry-After``. Protobuf spans are parsed and
+checked here but walked into store rows by the writer thread (``_otlp_rows``); logs,
+metrics and OTLP/JSON are decoded here. Queries run in worker threads.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from starlette.routing import Route
 
 from cairn.collector._ingest import SIGNALS, IngestQueue, Writer
 from cairn.collector._otlp import OtlpDecodeError, decode_logs, decode_metrics, decode_spans
+from cairn.collector._otlp_rows import parse_spans
 from cairn.collector._query_eval import Query
 from cairn.collector._query_parse import QueryError, parse_query
 from cairn.collector._scrape import Scraper
@@ -42,10 +45,14 @@ from cairn.collector._store import Store
 
 __all__ = ["Collector", "parse_time", "serve_in_thread"]
 
-_DECODERS: dict[str, Callable[..., list[Any]]] = {
-    "spans": decode_spans,
-    "logs": decode_logs,
-    "samples": decode_metrics,
+# (signal, JSON?) → decoder. Protobuf spans are only checked here (see _otlp_rows).
+_DECODERS: dict[tuple[str, bool], Callable[[bytes], Sequence[Any]]] = {
+    ("spans", False): parse_spans,
+    ("spans", True): partial(decode_spans, json=True),
+    ("logs", False): decode_logs,
+    ("logs", True): partial(decode_logs, json=True),
+    ("samples", False): decode_metrics,
+    ("samples", True): partial(decode_metrics, json=True),
 }
 _OK_JSON = b"{}"  # an empty Export*ServiceResponse, in either encoding
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -107,6 +114,7 @@ class Collector:
     :meth:`start` / :meth:`stop`). Settings (keyword-only): ``max_body_bytes`` (per
     request, compressed and decompressed, default 8 MiB), ``queue_records`` (records
     accepted but not yet written, default 200,000), ``batch_records`` (per store write),
+    ``linger_s`` (how long the writer waits to fill a small batch, default 0.1 s),
     ``retry_after_s`` (the ``Retry-After`` of 429/503), ``retention_interval_s``,
     ``registry`` (a registry URL or ``cairn.discovery.Registry`` to scrape; ``None``:
     no scraping), ``scrape_interval_s``, ``scrape_timeout_s``. The store stays the
@@ -120,6 +128,7 @@ class Collector:
         max_body_bytes: int = 8 << 20,
         queue_records: int = 200_000,
         batch_records: int = 20_000,
+        linger_s: float = 0.1,
         retry_after_s: int = 1,
         retention_interval_s: float = 60.0,
         drain_timeout_s: float = 30.0,
@@ -139,6 +148,7 @@ class Collector:
             store,
             self.queue,
             batch_records=batch_records,
+            linger_s=linger_s,
             retention_interval_s=retention_interval_s,
             drain_timeout_s=drain_timeout_s,
         )
@@ -276,12 +286,12 @@ class Collector:
                     "send application/x-protobuf or application/json",
                 )
             body = await self._read_body(request)
-            decode = _DECODERS[signal]
+            decode = _DECODERS[signal, json]
             try:
                 if len(body) > _INLINE_DECODE:
-                    records = await anyio.to_thread.run_sync(partial(decode, body, json=json))
+                    records = await anyio.to_thread.run_sync(decode, body)
                 else:
-                    records = decode(body, json=json)
+                    records = decode(body)
             except OtlpDecodeError as exc:
                 raise _Refusal(400, str(exc)) from None
             verdict = self.submit(signal, records)

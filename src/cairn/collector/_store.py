@@ -42,6 +42,7 @@ from cairn.collector._store_plan import (
     log_index,
     text_filter,
 )
+from cairn.collector._store_rows import SERVICE, START, insert_rows, span_rows
 from cairn.collector._store_series import metric_names, metric_range, metric_summary, series_key
 
 __all__ = [
@@ -63,6 +64,7 @@ _SEGMENT_MAX = {"logs": 1 << 17, "spans": 1 << 17, "points": 1 << 20}
 _LOG_COLUMNS = "id, time_ns, service, level, body, trace_id, blob"
 _SPAN_COLUMNS = "id, trace_id, span_id, parent, service, name, start_ns, end_ns, status, blob"
 _FAR = 1 << 62
+_SPAN_INSERT = "(trace_id, span_id, parent, service, name, start_ns, end_ns, status, blob)"
 
 
 def _as_query(query: str | Query | None) -> Query:
@@ -121,42 +123,20 @@ class Store:
             self._services |= new
 
     def add_spans(self, spans: Sequence[SpanRecord]) -> None:
-        """Store a batch of finished spans (one transaction)."""
+        """Store a batch of finished spans (one transaction).
+
+        A :class:`~cairn.collector._store_rows.SpanRows` (what the collector's writer
+        passes) goes in as its prepared rows, with no :class:`SpanRecord` per span."""
         if not spans:
             return
-        rows = [
-            (
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.service,
-                s.name,
-                s.start_ns,
-                s.end_ns,
-                s.status,
-                dumps(
-                    (
-                        s.kind,
-                        s.status_message,
-                        s.attributes,
-                        [(e.name, e.time_ns, e.attributes) for e in s.events],
-                        s.resource,
-                    )
-                ),
-            )
-            for s in spans
-        ]
-        low = min(s.start_ns for s in spans)
-        high = max(s.start_ns for s in spans)
+        rows = span_rows(spans)
+        low = min(map(START, rows))
+        high = max(map(START, rows))
         with self._db.write() as con:
             seq = self._segment(con, "spans", low, high)
-            con.executemany(
-                f"INSERT INTO spans_{seq} (trace_id, span_id, parent, service, name, start_ns,"
-                " end_ns, status, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            insert_rows(con, f"spans_{seq}", _SPAN_INSERT, rows)
             self._db.grow_segment(con, seq, len(rows), low, high)
-            self._note_services(con, {s.service for s in spans})
+            self._note_services(con, set(map(SERVICE, rows)))
 
     def add_logs(self, logs: Sequence[LogRecord]) -> None:
         """Store a batch of log records with their index terms (one transaction)."""
