@@ -29,6 +29,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/resilience.py
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/lab_store.py
+	$(BIN)/python bench/observability.py
+	$(BIN)/python bench/collector.py
+	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/up.py
 
 install: $(STAMP)
 
