@@ -1,4 +1,4 @@
-"""``cairn demo``: a flaky dependency called through retry and a circuit breaker.
+"""``cairn demo --policies``: a flaky dependency called through retry and a circuit breaker.
 
 The dependency ("inventory") goes through four phases — healthy, flaky, down,
 back — while a client calls it through ``Pipeline(Retry, CircuitBreaker)``.
@@ -145,7 +145,11 @@ def run_demo(
     )
     policy = Pipeline(retry, breaker, name="inventory")
 
-    echo(click.style("cairn demo — a flaky dependency behind retry + circuit breaker", bold=True))
+    echo(
+        click.style(
+            "cairn demo --policies — a flaky dependency behind retry + circuit breaker", bold=True
+        )
+    )
     echo(
         "  policy: Retry(stop_after_attempt(3), full-jitter backoff) → "
         f"CircuitBreaker(failure_threshold=5, recovery_timeout={recovery_timeout:g}s)"
