@@ -283,15 +283,30 @@ def _group(series: list[dict[str, Any]], by: list[str]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+def shop_exemplars() -> list[dict[str, Any]]:
+    """Stored exemplars of the latency histogram: two for orders (none for frontend, whose
+    dots are then the slowest traces), newest first, as the collector answers them."""
+    labels = {"service": "orders", "instance": "orders-1", "endpoint": "/orders",
+              "method": "POST", "le": "0.1"}  # fmt: skip
+    return [
+        {"name": "http_request_duration_seconds_bucket", "labels": labels,
+         "time_ns": NOW - 20_000 * MS, "value": 0.042, "trace_id": BUY_TRACE, "span_id": "b" * 16},
+        {"name": "http_request_duration_seconds_bucket", "labels": {**labels, "le": "+Inf"},
+         "time_ns": NOW - 40_000 * MS, "value": 0.35, "trace_id": SLOW_TRACE, "span_id": None},
+    ]  # fmt: skip
+
+
 def fake_collector(
     spans: list[SpanRecord] | None = None,
     logs: list[LogRecord] | None = None,
     metrics: dict[str, tuple[str, list[dict[str, Any]]]] | None = None,
+    exemplars: list[dict[str, Any]] | None = None,
 ) -> Starlette:
     """The collector's query API over fixed records (contract shapes, real query language)."""
     spans = shop_spans() if spans is None else spans
     logs = shop_logs() if logs is None else logs
     metrics = shop_metrics() if metrics is None else metrics
+    stored_exemplars = shop_exemplars() if exemplars is None else exemplars
     seen: list[dict[str, str]] = []  # query parameters received, for assertions
 
     def summary(trace_id: str) -> dict[str, Any]:
@@ -389,6 +404,16 @@ def fake_collector(
             out.append({"labels": row["labels"], "points": points})
         return JSONResponse({"name": name, "series": out})
 
+    async def api_exemplars(request: Request) -> JSONResponse:
+        seen.append(dict(request.query_params))
+        name = request.path_params["name"]
+        if name != "http_request_duration_seconds":
+            return JSONResponse({"error": f"no metric {name!r} with exemplars"}, status_code=404)
+        service = request.query_params.get("service")
+        found = [e for e in stored_exemplars if not service or e["labels"]["service"] == service]
+        limit = int(request.query_params.get("limit") or 200)
+        return JSONResponse({"name": name, "kind": "histogram", "exemplars": found[:limit]})
+
     async def api_services(request: Request) -> JSONResponse:
         names = {s.service for s in spans} | {r.service for r in logs}
         return JSONResponse({"services": sorted(names)})
@@ -403,6 +428,7 @@ def fake_collector(
             Route("/api/traces/{trace_id}", api_trace),
             Route("/api/metrics", api_metrics),
             Route("/api/metrics/{name}/range", api_range),
+            Route("/api/metrics/{name}/exemplars", api_exemplars),
             Route("/api/metrics/{name}", api_metric),
             Route("/api/services", api_services),
             Route("/api/stats", api_stats),

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from dash_support import (
     BUY_TRACE,
+    SLOW_TRACE,
     Served,
     fake_collector,
     free_port,
@@ -117,6 +118,38 @@ def test_exemplars_are_the_slowest_traces(dash: httpx.Client) -> None:
     assert len(durations) == 2
     only = dash.get("/api/exemplars", params={"service": "frontend", "endpoint": "/buy"}).json()
     assert [t["trace_id"] for t in only["traces"]] == [BUY_TRACE]
+
+
+def test_exemplars_pass_the_collectors_exemplars_through(
+    dash: httpx.Client, collector: Served
+) -> None:
+    body = dash.get("/api/exemplars", params={"service": "orders", "since": "15m"}).json()
+    assert body["source"] == "exemplars"
+    assert body["traces"] == []
+    assert [(e["trace_id"], e["value"]) for e in body["exemplars"]] == [
+        (BUY_TRACE, 0.042),
+        (SLOW_TRACE, 0.35),
+    ]
+    first = body["exemplars"][0]
+    assert first["labels"]["endpoint"] == "/orders"
+    assert first["name"] == "/orders"
+    assert first["span_id"] == "b" * 16
+    assert first["time_ns"] > 0
+    seen = collector.server.config.app.state.seen
+    asked = [q for q in seen if q.get("service") == "orders" and "q" not in q][-1]
+    assert asked == {"service": "orders", "since": "15m", "limit": "200"}
+    none = dash.get("/api/exemplars", params={"service": "orders", "endpoint": "/nowhere"})
+    assert none.json()["source"] == "slowest traces"  # no exemplar there: traces stand in
+
+
+def test_exemplars_fall_back_to_slowest_traces_in_the_same_shape(dash: httpx.Client) -> None:
+    body = dash.get("/api/exemplars", params={"service": "frontend"}).json()
+    assert body["source"] == "slowest traces"
+    assert [e["trace_id"] for e in body["exemplars"]] == [t["trace_id"] for t in body["traces"]]
+    assert all(
+        e["value"] == t["duration_ns"] / 1e9 and e["time_ns"] == t["start_ns"]
+        for e, t in zip(body["exemplars"], body["traces"], strict=True)
+    )
 
 
 def test_overview_joins_registry_metrics_and_breakers(dash: httpx.Client) -> None:

@@ -17,6 +17,7 @@ from dash_support import (
     BUY_TRACE,
     MS,
     NOW,
+    SLOW_TRACE,
     Served,
     fake_collector,
     real_collector,
@@ -213,6 +214,12 @@ def test_metrics_page_draws_charts_with_exemplars(
     page.wait_for_selector("svg.chart a.exemplar-link")
     href = page.locator("svg.chart a.exemplar-link").first.get_attribute("href")
     assert href.startswith("#/trace/")
+    # orders has stored exemplars: the dots are those, each linking to its own trace
+    hrefs = page.eval_on_selector_all(
+        "svg.chart a.exemplar-link", "els => els.map(e => e.getAttribute('href'))"
+    )
+    assert sorted(hrefs) == sorted([f"#/trace/{BUY_TRACE}", f"#/trace/{SLOW_TRACE}"])
+    assert page.locator('svg.chart[aria-label="p99 latency (ms) · dots: exemplars"]').count() == 1
     page.wait_for_function(
         "() => [...document.querySelectorAll('#endpoint-table td')].some(t => t.textContent === '/orders')"
     )

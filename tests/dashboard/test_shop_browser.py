@@ -262,6 +262,8 @@ def test_metrics_page_charts_orders_requests(page: Any, shop: RunningShop, shots
     get_orders(shop, 10)
 
     def scraped() -> bool:
+        # A rate needs the counter to grow between two scrapes: keep it growing.
+        get_orders(shop, 2)
         series = api(
             shop,
             "/api/metrics/http_requests_total/range",
@@ -293,6 +295,55 @@ def test_metrics_page_charts_orders_requests(page: Any, shop: RunningShop, shots
         ".some(t => t.textContent === '/orders/{order_id}')"
     )
     page.screenshot(path=str(shots / "dashboard-metrics.png"))
+
+
+def test_metrics_page_dots_are_exemplars_that_open_their_traces(
+    page: Any, shop: RunningShop
+) -> None:
+    orders = shop.url("orders-1")
+    ours = [secrets.token_hex(16) for _ in range(3)]
+    with httpx.Client(timeout=30) as http:
+        for n, trace_id in enumerate(ours, start=1):
+            # sampled (flag 01): the duration's exemplar names this trace
+            header = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+            assert (
+                http.get(f"{orders}/orders/{n}", headers={"traceparent": header}).status_code == 200
+            )
+
+    def stored() -> list[str]:
+        # exemplars the collector scraped whose traces it also received (OTLP)
+        body = api(shop, "/api/exemplars", service="orders", since="5m")
+        if body["source"] != "exemplars":
+            return []
+        ids = {e["trace_id"] for e in body["exemplars"]}
+        if not ids & set(ours):
+            return []
+        dashboard = shop.run["dashboard"]
+        return [
+            t
+            for t in ids
+            if httpx.get(f"{dashboard}/api/traces/{t}", timeout=30).status_code == 200
+        ]
+
+    shop.until(stored, "an exemplar of orders whose trace the collector holds")
+    page.goto(shop.run["dashboard"] + "/#/metrics?service=orders&since=5m")
+    page.wait_for_selector(
+        'svg.chart[aria-label="p99 latency (ms) · dots: exemplars"] a.exemplar-link'
+    )
+    hrefs = page.eval_on_selector_all(
+        "svg.chart a.exemplar-link", "els => els.map(e => e.getAttribute('href'))"
+    )
+    linked = [h.removeprefix("#/trace/") for h in hrefs]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in linked), hrefs
+    existing = set(stored())
+    assert existing & set(linked), (hrefs, existing)
+    # Following a dot opens that trace (dots may overlap: the click goes to this one).
+    target = next(t for t in linked if t in existing)
+    page.locator(f'svg.chart a.exemplar-link[href="#/trace/{target}"]').first.dispatch_event(
+        "click"
+    )
+    page.wait_for_function(f"() => location.hash.startsWith('#/trace/{target}')")
+    page.wait_for_selector(".span-row")  # its waterfall, whichever request it was
 
 
 def test_registry_page_shows_the_real_instances(page: Any, shop: RunningShop, shots: Path) -> None:

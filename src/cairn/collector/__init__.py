@@ -32,7 +32,7 @@ from cairn.collector._client import (
 from cairn.collector._otlp import OtlpDecodeError
 from cairn.collector._query_eval import Query
 from cairn.collector._query_parse import QueryError, parse_query
-from cairn.collector._records import LogRecord, Sample, SpanEvent, SpanRecord
+from cairn.collector._records import Exemplar, LogRecord, Sample, SpanEvent, SpanRecord
 from cairn.collector._serve_cli import serve_collector
 from cairn.collector._server import Collector
 from cairn.collector._store import Store
@@ -51,6 +51,7 @@ __all__ = [
     "CollectorError",
     "CollectorRefused",
     "CollectorUnavailable",
+    "Exemplar",
     "LogRecord",
     "MetricInfo",
     "OtlpDecodeError",

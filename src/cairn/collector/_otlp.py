@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.utils import floatToGoString as _untyped_go_float
 
-from cairn.collector._records import LogRecord, Sample, SpanEvent, SpanRecord
+from cairn.collector._records import Exemplar, LogRecord, Sample, SpanEvent, SpanRecord
 
 __all__ = [
     "OtlpDecodeError",
@@ -53,6 +53,8 @@ _LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 _LEVEL_TEXT = {"warn": "warning", "fatal": "critical", "err": "error", "information": "info"}
 _DELTA, _CUMULATIVE = 1, 2
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_:]")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 # Prometheus's own formatting of `le` / `quantile` values, as a scrape would show them.
 _go_float: Callable[[float], str] = _untyped_go_float
 
@@ -226,9 +228,16 @@ class _Points:
         return labels
 
     def add(
-        self, name: str, labels: dict[str, str], t: int, v: float, kind: str, family: str
+        self,
+        name: str,
+        labels: dict[str, str],
+        t: int,
+        v: float,
+        kind: str,
+        family: str,
+        exemplar: Exemplar | None = None,
     ) -> None:
-        self.out.append(Sample(name, labels, t, v, kind, family))
+        self.out.append(Sample(name, labels, t, v, kind, family, exemplar))
 
 
 def _label(value: Any) -> str:
@@ -257,6 +266,7 @@ def _histogram(
     total: float,
     bounds: Iterable[float],
     counts: Iterable[float],
+    exemplars: Sequence[Exemplar] = (),
 ) -> None:
     running = 0.0
     bounds = list(bounds)
@@ -266,7 +276,14 @@ def _histogram(
             f"histogram {family!r}: {len(counts)} bucket counts for {len(bounds)} bounds "
             "(there must be one more count than bounds)"
         )
-    for bound, n in zip([*bounds, math.inf], counts, strict=False):
+    # As in OpenMetrics: each exemplar goes on the bucket its value falls in (the
+    # newest when several do).
+    by_bucket: dict[int, Exemplar] = {}
+    for ex in exemplars:
+        at = next((i for i, b in enumerate(bounds) if ex.value <= b), len(bounds))
+        if at not in by_bucket or by_bucket[at].time_ns < ex.time_ns:
+            by_bucket[at] = ex
+    for i, (bound, n) in enumerate(zip([*bounds, math.inf], counts, strict=False)):
         running += n
         points.add(
             family + "_bucket",
@@ -275,9 +292,20 @@ def _histogram(
             running,
             "histogram",
             family,
+            by_bucket.get(i),
         )
     points.add(family + "_sum", labels, t, total, "histogram", family)
     points.add(family + "_count", labels, t, count, "histogram", family)
+
+
+def _pb_exemplars(items: Iterable[Any]) -> list[Exemplar]:
+    # An exemplar with no (or a malformed) trace id says nothing we keep: skipped.
+    out = []
+    for e in items:
+        if len(e.trace_id) == 16 and any(e.trace_id):
+            span = e.span_id.hex() if len(e.span_id) == 8 else None
+            out.append(Exemplar(e.trace_id.hex(), _number(e), e.time_unix_nano, span))
+    return out
 
 
 def _pb_metrics(body: bytes) -> list[Sample]:
@@ -328,6 +356,7 @@ def _pb_metric(points: _Points, metric: Any) -> None:
                 p.sum,
                 p.explicit_bounds,
                 p.bucket_counts,
+                _pb_exemplars(p.exemplars),
             )
     elif data == "exponential_histogram":
         _check_temporality(metric.exponential_histogram.aggregation_temporality, metric.name)
@@ -476,6 +505,18 @@ def _j_number(point: Mapping[str, Any]) -> float:
     return float(point.get("asDouble") or 0.0)
 
 
+def _j_exemplars(items: Iterable[Mapping[str, Any]] | None) -> list[Exemplar]:
+    out = []
+    for e in items or ():
+        trace = str(e.get("traceId") or "").lower()
+        if not _HEX32.fullmatch(trace) or trace == "0" * 32:
+            continue
+        span = str(e.get("spanId") or "").lower()
+        at = _j_int(e.get("timeUnixNano"))
+        out.append(Exemplar(trace, _j_number(e), at, span if _HEX16.fullmatch(span) else None))
+    return out
+
+
 def _j_metrics(data: Mapping[str, Any]) -> list[Sample]:
     out: list[Sample] = []
     for resource_metrics in data.get("resourceMetrics") or ():
@@ -518,6 +559,7 @@ def _j_metric(points: _Points, metric: Mapping[str, Any]) -> None:
                 float(p.get("sum") or 0.0),
                 [float(b) for b in p.get("explicitBounds") or ()],
                 [_j_int(c) for c in p.get("bucketCounts") or ()],
+                _j_exemplars(p.get("exemplars")),
             )
     elif "exponentialHistogram" in metric:
         body = metric["exponentialHistogram"] or {}

@@ -12,7 +12,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LogRecord", "Sample", "SpanEvent", "SpanRecord"]
+__all__ = ["Exemplar", "LogRecord", "Sample", "SpanEvent", "SpanRecord"]
 
 
 def iso(time_ns: int) -> str:
@@ -180,6 +180,22 @@ class LogRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """One observation a metric sample points to: its value, when, and its trace.
+
+    Scraped from OpenMetrics (``… # {trace_id="…",span_id="…"} 0.0123 1.7e9``) or
+    decoded from an OTLP histogram data point; ``time_ns`` is the exemplar's own
+    timestamp (the scrape's when it has none), ``value`` the observed value (seconds
+    for a duration histogram).
+    """
+
+    trace_id: str
+    value: float
+    time_ns: int
+    span_id: str | None = None
+
+
 @dataclass(slots=True)
 class Sample:
     """One metric sample in Prometheus's model: a series (name + labels) at a time.
@@ -187,7 +203,9 @@ class Sample:
     OTLP histograms arrive as their ``_bucket`` (with ``le``), ``_sum`` and ``_count``
     series, exactly as a Prometheus scrape of the same histogram would give; ``kind``
     is the family's type (``counter``, ``gauge``, ``histogram``, ``summary``,
-    ``unknown``) and ``family`` its name without those suffixes.
+    ``unknown``) and ``family`` its name without those suffixes. ``exemplar`` is the
+    exemplar the sample carried, if any (stored apart from the points; not part of the
+    sample's JSON).
     """
 
     name: str
@@ -196,6 +214,7 @@ class Sample:
     value: float
     kind: str = "unknown"
     family: str = ""
+    exemplar: Exemplar | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

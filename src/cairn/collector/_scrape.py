@@ -2,8 +2,10 @@
 
 Every ``interval_s`` the scraper lists the registry's services, fetches each one's
 passing instances (a critical instance is not scraped), GETs
-``http://address:port/metrics`` (or the instance's ``meta["metrics_path"]``) and
-turns the Prometheus text into :class:`Sample` s labelled ``service`` and ``instance``
+``http://address:port/metrics`` (or the instance's ``meta["metrics_path"]``) asking
+for OpenMetrics first (it carries exemplars: a ``trace_id`` per histogram bucket) and
+the Prometheus text format second, parses whichever the target answered (by its
+``Content-Type``) and turns it into :class:`Sample` s labelled ``service`` and ``instance``
 (the instance id; a scraped label of the same name is kept as ``exported_service`` /
 ``exported_instance``, as Prometheus does). Each target's last scrape and last error are
 reported by :meth:`Scraper.targets` (shown at ``/api/stats``).
@@ -14,20 +16,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as _untyped_parse_openmetrics,
+)
 from prometheus_client.parser import text_string_to_metric_families as _untyped_parse
+from prometheus_client.samples import Timestamp
 
-from cairn.collector._records import Sample
+from cairn.collector._records import Exemplar, Sample
 from cairn.discovery import Instance, Registry, connect
 
-__all__ = ["Scraper", "parse_prometheus"]
+__all__ = ["OPENMETRICS", "Scraper", "parse_metrics", "parse_openmetrics", "parse_prometheus"]
+
+OPENMETRICS = "application/openmetrics-text"
+# What a scrape asks for: OpenMetrics (it carries exemplars), else the text format.
+ACCEPT = f"{OPENMETRICS}; version=1.0.0, text/plain;version=0.0.4;q=0.5"
 
 _log = logging.getLogger("cairn.collector")
 _parse: Callable[[str], Iterable[Any]] = _untyped_parse
+_parse_openmetrics: Callable[[str], Iterable[Any]] = _untyped_parse_openmetrics
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary"}
 _MAX_BODY = 16 << 20
 
@@ -35,16 +49,72 @@ _MAX_BODY = 16 << 20
 def parse_prometheus(
     text: str, *, service: str, instance: str, time_ns: int | None = None
 ) -> list[Sample]:
-    """The samples of one scrape, labelled with ``service`` and ``instance``.
+    """The samples of one scrape in the Prometheus text format, labelled with ``service``
+    and ``instance``.
 
     ``*_created`` series of counters, histograms and summaries (creation timestamps,
     not values) are skipped; ``info`` and
     ``stateset`` families count as gauges, the rest keep their Prometheus type.
     Raises ``ValueError`` when the text does not parse."""
+    return _samples(_parse(text), service=service, instance=instance, time_ns=time_ns)
+
+
+def parse_openmetrics(
+    text: str, *, service: str, instance: str, time_ns: int | None = None
+) -> list[Sample]:
+    """The samples of one scrape in OpenMetrics 1.0, as :func:`parse_prometheus` would
+    give them for the same metrics in the text format, plus each sample's exemplar.
+
+    Only exemplars with a ``trace_id`` label of 32 hex digits (not all zero) are kept
+    (``span_id``, 16 hex digits, when present); an exemplar without a timestamp takes
+    the scrape's. Raises ``ValueError`` when the text does not parse."""
+    return _samples(
+        _parse_openmetrics(text), service=service, instance=instance, time_ns=time_ns,
+        openmetrics=True,
+    )  # fmt: skip
+
+
+def parse_metrics(
+    text: str, content_type: str, *, service: str, instance: str, time_ns: int | None = None
+) -> list[Sample]:
+    """:func:`parse_openmetrics` when ``content_type`` says OpenMetrics, else
+    :func:`parse_prometheus`."""
+    media = content_type.split(";")[0].strip().lower()
+    parse = parse_openmetrics if media == OPENMETRICS else parse_prometheus
+    return parse(text, service=service, instance=instance, time_ns=time_ns)
+
+
+def _timestamp_ns(stamp: Any) -> int:
+    # OpenMetrics gives a Timestamp (whole seconds + nanoseconds) or a float; text, a float.
+    if isinstance(stamp, Timestamp):
+        return stamp.sec * 1_000_000_000 + stamp.nsec
+    return int(float(stamp) * 1e9)
+
+
+def _exemplar(raw: Any, now: int) -> Exemplar | None:
+    labels = raw.labels
+    trace_id = str(labels.get("trace_id", "")).lower()
+    if not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+        return None
+    span_id = str(labels.get("span_id", "")).lower()
+    at = now if raw.timestamp is None else _timestamp_ns(raw.timestamp)
+    return Exemplar(
+        trace_id, float(raw.value), at, span_id if _SPAN_ID.fullmatch(span_id) else None
+    )
+
+
+def _samples(
+    families: Iterable[Any],
+    *,
+    service: str,
+    instance: str,
+    time_ns: int | None,
+    openmetrics: bool = False,
+) -> list[Sample]:
     now = time.time_ns() if time_ns is None else time_ns
     out: list[Sample] = []
     cumulative: set[str] = set()
-    for family in _parse(text):
+    for family in families:
         # prometheus_client exposes a counter's creation time as a separate
         # ``<name>_created`` family after it: a timestamp, not a value.
         if family.name.endswith("_created") and family.name[:-8] in cumulative:
@@ -57,6 +127,8 @@ def parse_prometheus(
         # The parser names a counter's family without ``_total``; people (and the
         # seed, and the OTLP path) know it by its sample name, ``http_requests_total``.
         name = family.name + "_total" if family.type == "counter" else family.name
+        if openmetrics and family.type == "info":
+            name = family.name + "_info"  # the text format's gauge family is ``x_info``
         for sample in family.samples:
             if sample.name.endswith("_created") and sample.name != family.name:
                 continue
@@ -66,8 +138,11 @@ def parse_prometheus(
                     labels["exported_" + own] = labels.pop(own)
             labels["service"] = service
             labels["instance"] = instance
-            at = int(sample.timestamp * 1e9) if sample.timestamp is not None else now
-            out.append(Sample(sample.name, labels, at, float(sample.value), kind, name))
+            at = _timestamp_ns(sample.timestamp) if sample.timestamp is not None else now
+            exemplar = None
+            if openmetrics and sample.exemplar is not None:
+                exemplar = _exemplar(sample.exemplar, now)
+            out.append(Sample(sample.name, labels, at, float(sample.value), kind, name, exemplar))
     return out
 
 
@@ -158,13 +233,14 @@ class Scraper:
         )  # fmt: skip
         target["url"] = url
         try:
-            response = await self._client.get(url, headers={"Accept": "text/plain"})
+            response = await self._client.get(url, headers={"Accept": ACCEPT})
             response.raise_for_status()
             if len(response.content) > _MAX_BODY:
                 raise ValueError(f"metrics page of {len(response.content)} bytes is too large")
-            samples = parse_prometheus(
-                response.text, service=instance.service, instance=instance.id
-            )
+            samples = parse_metrics(
+                response.text, response.headers.get("content-type", ""),
+                service=instance.service, instance=instance.id,
+            )  # fmt: skip
         except (httpx.HTTPError, ValueError) as exc:
             target["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return 0

@@ -433,6 +433,26 @@ class Collector:
 
         return await self._query(request, run)
 
+    async def _metric_exemplars(self, request: Request) -> Response:
+        async def run() -> Response:
+            p = request.query_params
+            name = str(request.path_params["name"])
+            kind = await self._kind(name)  # None for a series name (``x_bucket``)
+            call = partial(
+                self.store.exemplars, name, service=p.get("service") or None,
+                since_ns=parse_time(p.get("since") or "1h"),
+                until_ns=parse_time(p.get("until"), what="until"),
+                limit=_int_param(request, "limit", 200, 1, 10_000),
+            )  # fmt: skip
+            found = await anyio.to_thread.run_sync(call)
+            if kind is None and not found:
+                return _error(
+                    404, f"no metric {name!r} with exemplars: GET /api/metrics lists the known ones"
+                )
+            return _json({"name": name, "kind": kind, "exemplars": [e.to_json() for e in found]})
+
+        return await self._query(request, run)
+
     async def _services(self, request: Request) -> Response:
         return _json({"services": await anyio.to_thread.run_sync(self.store.services)})
 
@@ -478,6 +498,7 @@ class Collector:
             Route("/api/metrics", self._metrics_list),
             Route("/api/metrics/{name}", self._metric),
             Route("/api/metrics/{name}/range", self._metric_range),
+            Route("/api/metrics/{name}/exemplars", self._metric_exemplars),
             Route("/api/services", self._services),
             Route("/api/stats", self._stats),
             Route("/metrics", self._prometheus),

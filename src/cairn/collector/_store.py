@@ -26,6 +26,13 @@ from cairn.collector._query_parse import parse_query
 from cairn.collector._records import LogRecord, Sample, SpanRecord
 from cairn.collector._store_codec import ascii_lower, dumps, log_from_row, span_from_row, summarise
 from cairn.collector._store_db import Db, Segment
+from cairn.collector._store_exemplars import (
+    ExemplarRow,
+    StoredExemplar,
+    find_exemplars,
+    insert_exemplars,
+    trim_exemplars,
+)
 from cairn.collector._store_model import (
     MetricInfo,
     RangeSeries,
@@ -51,6 +58,7 @@ __all__ = [
     "SeriesSummary",
     "Store",
     "StoreStats",
+    "StoredExemplar",
     "Trace",
     "TraceSummary",
 ]
@@ -84,7 +92,8 @@ class Store:
     each ``add_*`` call is one transaction, durable on return (WAL, ``synchronous=NORMAL``:
     safe from a process crash, not from power loss). Reads are safe from any thread,
     concurrently with the writer. Below ``max_bytes`` (approximate: pages in use plus the
-    WAL) and ``max_age_s``, :meth:`enforce_retention` drops nothing.
+    WAL) and ``max_age_s``, :meth:`enforce_retention` drops nothing. Exemplars are kept
+    for ``max_age_s`` too, and at most ``max_exemplars`` of them (the newest).
     """
 
     def __init__(
@@ -93,11 +102,15 @@ class Store:
         *,
         max_bytes: int = 1 << 30,
         max_age_s: float = 7 * 86400,
+        max_exemplars: int = 100_000,
     ) -> None:
-        if max_bytes <= 0 or max_age_s <= 0:
+        if max_bytes <= 0 or max_age_s <= 0 or max_exemplars <= 0:
             raise ValueError(
-                f"max_bytes ({max_bytes}) and max_age_s ({max_age_s}) must be positive"
+                f"max_bytes ({max_bytes}), max_age_s ({max_age_s}) and max_exemplars"
+                f" ({max_exemplars}) must be positive"
             )
+        self.max_exemplars = max_exemplars
+        self._exemplars_since_trim = 0
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._db = Db(path, wal_bytes=max(1 << 16, min(1 << 26, max_bytes // 16)))
@@ -169,13 +182,17 @@ class Store:
             self._note_services(con, {log.service for log in logs})
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
-        """Store a batch of metric samples; a repeated (series, time) keeps the last value."""
+        """Store a batch of metric samples; a repeated (series, time) keeps the last value.
+
+        A sample's exemplar is stored too, once: the same (series, trace id, value)
+        seen again on later scrapes is ignored."""
         if not samples:
             return
         low = min(s.time_ns for s in samples)
         high = max(s.time_ns for s in samples)
         with self._db.write() as con:
             rows = []
+            exemplars: list[ExemplarRow] = []
             for sample in samples:
                 key = series_key(sample)
                 series = self._series.get(key)
@@ -190,6 +207,8 @@ class Store:
                     ).fetchone()[0]
                     self._series[key] = series
                 rows.append((series, sample.time_ns, sample.value))
+                if (ex := sample.exemplar) is not None:
+                    exemplars.append((series, ex.time_ns, ex.value, ex.trace_id, ex.span_id))
             seq = self._segment(con, "points", low, high)
             con.executemany(
                 f"INSERT OR REPLACE INTO points_{seq} (series, time_ns, value) VALUES (?, ?, ?)",
@@ -199,6 +218,11 @@ class Store:
             services = {s.labels["service"] for s in samples if "service" in s.labels}
             services |= {s.labels["job"] for s in samples if "job" in s.labels}
             self._note_services(con, services)
+            self._exemplars_since_trim += insert_exemplars(con, exemplars)
+            if self._exemplars_since_trim > self.max_exemplars // 8:
+                # Between retention runs too, so a burst cannot grow the table unbounded.
+                trim_exemplars(con, cutoff_ns=0, keep=self.max_exemplars)
+                self._exemplars_since_trim = 0
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -445,13 +469,34 @@ class Store:
                 stat=stat,
             )  # fmt: skip
 
+    def exemplars(
+        self,
+        name: str,
+        *,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 200,
+    ) -> list[StoredExemplar]:
+        """Exemplars of metric ``name`` (a series name or a family: a histogram's are on
+        its ``_bucket`` series), of ``service`` if given, in the time bounds, newest
+        first."""
+        with self._db.read() as con:
+            return find_exemplars(
+                con, name, service=service, since_ns=since_ns or 0,
+                until_ns=_FAR if until_ns is None else until_ns, limit=limit,
+            )  # fmt: skip
+
     def enforce_retention(self, now_ns: int | None = None) -> int:
         """Drop whole segments older than ``max_age_s``, then the oldest ones while the
-        store is over ``max_bytes``; returns how many records were dropped."""
+        store is over ``max_bytes``; returns how many records were dropped (exemplars
+        older than ``max_age_s`` or beyond ``max_exemplars`` go too, uncounted)."""
         now = time.time_ns() if now_ns is None else now_ns
         cutoff = now - int(self.max_age_s * 1e9)
         dropped = 0
         with self._db.write() as con:
+            trim_exemplars(con, cutoff_ns=cutoff, keep=self.max_exemplars)
+            self._exemplars_since_trim = 0
             for segment in self._db.all_segments(con):
                 if segment.count and segment.max_ns < cutoff:
                     self._db.drop_segment(con, segment)

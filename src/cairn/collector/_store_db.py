@@ -6,6 +6,8 @@ records or spans more than ``slice_ns`` of record time, then starts the next. Re
 drops whole segments (``DROP TABLE`` costs no per-row work), oldest ``max_ns`` first.
 The ``segments`` table lists them with their record count and time bounds; reads take a
 snapshot (one read transaction) so a segment dropped meanwhile is never half seen.
+Exemplars (few: one per histogram bucket per scrape at most) live in one ``exemplars``
+table outside segments, pruned by age and capped in rows (``_store_exemplars``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL,
     kind TEXT NOT NULL, family TEXT NOT NULL, UNIQUE (name, labels));
 CREATE INDEX IF NOT EXISTS series_family ON series (family);
+CREATE TABLE IF NOT EXISTS exemplars (
+    id INTEGER PRIMARY KEY, series INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+    value REAL NOT NULL, trace_id TEXT NOT NULL, span_id TEXT,
+    UNIQUE (series, trace_id, value));
+CREATE INDEX IF NOT EXISTS exemplars_series_time ON exemplars (series, time_ns);
+CREATE INDEX IF NOT EXISTS exemplars_time ON exemplars (time_ns);
 """
 
 _SEGMENT_SCHEMA = {

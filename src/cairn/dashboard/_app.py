@@ -34,6 +34,8 @@ STATIC = Path(__file__).parent / "static"
 
 MAX_LOGS = 1000
 MAX_TRACES = 500
+MAX_EXEMPLARS = 200
+EXEMPLAR_METRIC = "http_request_duration_seconds"
 _LOG_PARAMS = ("q", "since", "until")
 _TRACE_PARAMS = ("service", "operation", "min_duration_ms", "status", "q", "since", "until")
 
@@ -136,24 +138,59 @@ class _Api:
         return JSONResponse(await self.up.collector_get(f"/api/metrics/{name}/range", params))
 
     async def exemplars(self, request: Request) -> Response:
-        """The slowest traces of one endpoint in the window: the metric page's dots.
+        """The dots on the metric page's latency chart: the collector's exemplars of
+        ``http_request_duration_seconds`` for the service (each a request's duration
+        and its trace), newest first.
 
-        The collector keeps no exemplars, so these stand in for them.
+        Only when the collector has none in the window (a target that does not speak
+        OpenMetrics, or sampled no request) do the slowest traces stand in; ``source``
+        says which (``"exemplars"`` or ``"slowest traces"``). Each item: ``time_ns``,
+        ``value`` (seconds), ``trace_id``, ``span_id``, ``labels``, ``name`` (what the
+        dot's tooltip calls it).
         """
         service = request.query_params.get("service", "")
         endpoint = request.query_params.get("endpoint", "")
-        params = {"since": request.query_params.get("since") or "1h", "limit": "200"}
+        since = request.query_params.get("since") or "1h"
+        found = await self.up.exemplars(
+            EXEMPLAR_METRIC, service=service or None, since=since, limit=MAX_EXEMPLARS
+        )
+        if endpoint:
+            found = [e for e in found if (e.get("labels") or {}).get("endpoint") == endpoint]
+        if found:
+            dots = [
+                {
+                    "time_ns": e.get("time_ns"),
+                    "value": e.get("value"),
+                    "trace_id": e.get("trace_id"),
+                    "span_id": e.get("span_id"),
+                    "labels": e.get("labels") or {},
+                    "name": (e.get("labels") or {}).get("endpoint") or e.get("name", ""),
+                }
+                for e in found
+            ]
+            return JSONResponse({"exemplars": dots, "traces": [], "source": "exemplars"})
+        params = {"since": since, "limit": "200"}
         if service:
             params["service"] = service
         if endpoint:
             params["q"] = 'http.route:"{}"'.format(
                 endpoint.replace("\\", "\\\\").replace('"', '\\"')
             )
-        found = (await self.up.collector_get("/api/traces", params)).get("traces", [])
-        found.sort(key=lambda t: int(t.get("duration_ns", 0)), reverse=True)
-        return JSONResponse(
-            {"traces": found[:20], "source": "slowest traces (no stored exemplars)"}
-        )
+        traces = (await self.up.collector_get("/api/traces", params)).get("traces", [])
+        traces.sort(key=lambda t: int(t.get("duration_ns", 0)), reverse=True)
+        slowest = traces[:20]
+        dots = [
+            {
+                "time_ns": t.get("start_ns"),
+                "value": int(t.get("duration_ns", 0)) / 1e9,
+                "trace_id": t.get("trace_id"),
+                "span_id": None,
+                "labels": {"service": t.get("root_service", service)},
+                "name": t.get("root_name", ""),
+            }
+            for t in slowest
+        ]
+        return JSONResponse({"exemplars": dots, "traces": slowest, "source": "slowest traces"})
 
     async def services(self, request: Request) -> Response:
         return JSONResponse(await self.up.collector_get("/api/services"))

@@ -89,6 +89,25 @@ class Upstream:
             raise UpstreamError(f"the collector sent no JSON for {path}")
         return body
 
+    async def exemplars(
+        self, metric: str, *, service: str | None, since: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The collector's stored exemplars of ``metric`` (newest first); ``[]`` when it
+        has none for that metric, or is too old to keep exemplars (404)."""
+        params = {"since": since, "limit": str(limit)}
+        if service:
+            params["service"] = service
+        try:
+            body = await self.collector_get(
+                f"/api/metrics/{quote(metric, safe='')}/exemplars", params
+            )
+        except UpstreamError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        found = body.get("exemplars") if isinstance(body, dict) else None
+        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
     async def _registry_get(self, path: str) -> Any:
         if self.registry is None:
             raise UpstreamError("no registry configured; pass --registry URL", status=503)

@@ -1,6 +1,7 @@
 // Metrics: RED charts per service and endpoint over a chosen range, histogram
-// quantiles, exemplar dots (the slowest traces, as the collector keeps no exemplars),
-// and any stored metric by name.
+// quantiles, exemplar dots (the collector's exemplars of the latency histogram, each a
+// request's duration linking to its trace; the slowest traces stand in when it has
+// none), and any stored metric by name.
 import { api, banner, fmtMs, fmtRate, h, routeParams, select, setRouteParams, table } from "./dom.js";
 import { lineChart } from "./chart.js";
 
@@ -89,17 +90,19 @@ export async function metrics(root) {
         range(reqName, ["service", "endpoint"], since.value, step, "rate"),
         range(reqName, ["service", "endpoint", "status"], since.value, step, "rate"),
         range(durName, ["service", "endpoint"], since.value, step, "p99"),
-        service.value ? api("/api/exemplars", { service: service.value, since: since.value }) : Promise.resolve({ traces: [] }),
+        service.value ? api("/api/exemplars", { service: service.value, since: since.value }) : Promise.resolve({ exemplars: [], source: "exemplars" }),
       ]);
       const toMs = (ser) => ({ ...ser, points: ser.points.map(([t, v]) => [t, v * 1000]) });
-      const dots = exemplars.traces.map((t) => ({
-        t_ns: t.start_ns, value: t.duration_ns / 1e6, href: `#/trace/${t.trace_id}`,
-        title: `${t.root_name}: ${fmtMs(t.duration_ns / 1e6)} — open trace`,
+      // value is in seconds, the chart in ms; the chart's text nodes escape the title.
+      const dots = (exemplars.exemplars || []).filter((e) => /^[0-9a-f]{32}$/.test(e.trace_id || "")).map((e) => ({
+        t_ns: e.time_ns, value: e.value * 1000, href: `#/trace/${e.trace_id}`,
+        title: `${e.name || "request"}: ${fmtMs(e.value * 1000)} — open trace ${e.trace_id.slice(0, 8)}…`,
       }));
+      const dotsAre = exemplars.source === "exemplars" ? "exemplars" : "slowest traces";
       charts.replaceChildren(
         lineChart("Requests per second", rates.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), points: x.points })), { format: num, startNs, endNs }),
         lineChart("Errors (5xx, % of requests)", errorRatio(byStatus.filter(mine)), { format: (v) => `${num(v)}%`, startNs, endNs }),
-        lineChart("p99 latency (ms) · dots: slowest traces", p99.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), ...toMs(x) })), { format: num, dots, startNs, endNs }),
+        lineChart(`p99 latency (ms) · dots: ${dotsAre}`, p99.filter(mine).map((x) => ({ label: labelOf(x.labels, ["endpoint"]), ...toMs(x) })), { format: num, dots, startNs, endNs }),
       );
       if (durName) {
         const sum = await api(`/api/metrics/${encodeURIComponent(durName)}`, { by: "service,endpoint", since: since.value });
