@@ -173,6 +173,9 @@ def test_overview_joins_registry_metrics_and_breakers(dash: httpx.Client) -> Non
 def test_registry_history_follows_health_changes(dash: httpx.Client, registry: Served) -> None:
     body = dash.get("/api/registry").json()
     assert body["backend"]["kind"].startswith("cairn registry")
+    assert body["backend"]["consistency"].startswith(
+        "one node: every read sees every acknowledged write"
+    )
     ids = {i["id"]: i for i in body["instances"]}
     assert ids["inventory-2"]["meta"]["zone"] == "local"
     assert ids["inventory-2"]["checks"][-1]["type"] == "ttl"

@@ -235,7 +235,9 @@ def test_registry_page_shows_checks_and_history(
 ) -> None:
     page.goto(stack["dashboard"].url + "/#/registry")
     page.wait_for_selector('tr.registry-row[data-instance="inventory-2"]')
-    assert "cairn registry server" in page.locator("#registry-backend").inner_text()
+    backend = page.locator("#registry-backend").inner_text()
+    assert "cairn registry server" in backend
+    assert "consistency: one node" in backend
     row = page.locator('tr.registry-row[data-instance="inventory-2"]')
     assert "zone=local" in row.inner_text()
     assert "service:inventory-2" in row.inner_text()

@@ -19,6 +19,20 @@ from cairn._errors import CairnError
 __all__ = ["Upstream", "UpstreamError"]
 
 
+# How reads relate to writes in each backend the dashboard can read, as the
+# registry page states it.
+_CONSISTENCY = {
+    "cairn": (
+        "one node: every read sees every acknowledged write (linearizable), "
+        "but the registry is a single point of failure"
+    ),
+    "Consul": (
+        "Consul's default read mode, answered by the leader: linearizable except for a "
+        "brief window after a leader change (the dashboard does not ask for ?consistent)"
+    ),
+}
+
+
 class UpstreamError(CairnError):
     """The collector or the registry could not answer; ``status`` is what to return."""
 
@@ -130,7 +144,12 @@ class Upstream:
                     kind, version = "Consul", str(config.get("Version", ""))
             except (httpx.HTTPError, ValueError, AttributeError):
                 pass
-            self._backend = {"url": self.registry, "kind": kind, "version": version}
+            self._backend = {
+                "url": self.registry,
+                "kind": kind,
+                "version": version,
+                "consistency": _CONSISTENCY["Consul" if kind == "Consul" else "cairn"],
+            }
         return self._backend
 
     async def instances(self) -> list[dict[str, Any]]:

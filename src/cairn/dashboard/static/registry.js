@@ -17,7 +17,8 @@ export function registry(root) {
       const body = await api("/api/registry");
       banner(body.error || "");
       head.textContent = body.backend
-        ? `${body.backend.kind}${body.backend.version ? " " + body.backend.version : ""} at ${body.backend.url}`
+        ? `${body.backend.kind}${body.backend.version ? " " + body.backend.version : ""} at ${body.backend.url}` +
+          (body.backend.consistency ? ` · consistency: ${body.backend.consistency}` : "")
         : "No registry configured (start the dashboard with --registry URL).";
       const rows = body.instances.map((i) => h("tr", { class: "registry-row", dataset: { instance: i.id } },
         h("td", { text: i.service }), h("td", { class: "mono", text: i.id }), h("td", { class: "mono", text: i.address }),
