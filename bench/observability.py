@@ -10,7 +10,9 @@ Server side: each variant is a FastAPI app with one trivial endpoint
   processor) + prometheus-fastapi-instrumentator + a structlog JSON request log
   line from a pure-ASGI middleware;
 - ``cairn``: ``cairn.observability.setup()`` + ``instrument(app)``, all three
-  pillars on, 100% sampling.
+  pillars on, 100% sampling. ``BENCH_OFF=logs``, ``traces`` or ``logs,traces``
+  turns the request log line and/or tracing off in this variant, to see what
+  each pillar costs.
 
 Spans go to an exporter that drops them and logs go to /dev/null in both
 instrumented variants, so the network is not measured, only the per-request
@@ -67,13 +69,15 @@ def build_app(variant: str) -> Any:
     if variant == "cairn":
         import cairn.observability as obs
 
+        off = os.environ.get("BENCH_OFF", "")
         obs.setup(
             service="bench",
             traces="none",
-            span_exporters=[_null_exporter()],
+            span_exporters=[] if "traces" in off else [_null_exporter()],
+            sample_ratio=0.0 if "traces" in off else 1.0,
             log_stream=open(os.devnull, "wb"),  # noqa: SIM115 - lives as long as the server
         )
-        return obs.instrument(app)
+        return obs.instrument(app, log_requests="logs" not in off)
     raise SystemExit(f"unknown variant {variant!r}")
 
 
