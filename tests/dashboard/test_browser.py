@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import MARKS, chromium, watched_page
 from dash_support import (
     BUY_TRACE,
     MS,
@@ -29,21 +30,7 @@ from dash_support import (
 from cairn.collector._records import SpanRecord
 from cairn.dashboard import DashboardConfig, create_app
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-    pytest.mark.slow,
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+pytestmark = MARKS
 ROOT = Path(__file__).resolve().parents[2]
 BIG_TRACE = "b16" + "0" * 29
 
@@ -95,23 +82,15 @@ def stack(lab_dir: Path) -> Iterator[dict[str, Served]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.problems = problems
-    yield page
-    context.close()
+    with watched_page(browser, timeout_ms=15_000) as (page, problems):
+        page.problems = problems
+        yield page
     # A CSP violation or a script error shows up here.
     assert [p for p in problems if "401" not in p and "502" not in p] == []
 

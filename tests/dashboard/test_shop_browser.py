@@ -23,26 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_support import MARKS, chromium, watched_page
 from click.testing import CliRunner
 
 from cairn.platform._chaos_cli import chaos_command
 from shop_support import INSTANCES, RunningShop, running_shop
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-    pytest.mark.slow,
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+pytestmark = MARKS
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,22 +52,14 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    yield page
-    context.close()
+    with watched_page(browser, timeout_ms=30_000) as (page, problems):
+        yield page
     # A CSP violation or a script error on real data shows up here.
     assert problems == []
 
