@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from cairn.collector._render import Style, render_logs, render_trace_tree
 from cairn.platform._errors import PlatformError
 from cairn.platform._load import DEFAULT_MIX, LoadSummary, parse_mix, run_load
 from cairn.platform._manifest import load_manifest
-from cairn.platform._state import InstanceRecord
+from cairn.platform._state import InstanceRecord, _alive
 from cairn.platform._supervisor import Supervisor
 
 __all__ = ["TourFailed", "run_tour"]
@@ -71,10 +70,6 @@ def _breaker_states(text: str, policy: str) -> str | None:
             if sample.labels.get("policy") == policy and sample.value == 1.0:
                 return sample.labels.get("state")
     return None
-
-
-def _orders_failed(summary: LoadSummary) -> int:
-    return summary.error_count
 
 
 class _Tour:
@@ -164,7 +159,7 @@ class _Tour:
         await self.sup.kill_instance("inventory-2")
         self.say("  inventory-2 killed (SIGKILL) while orders were being served")
         summary = await load
-        failed = _orders_failed(summary)
+        failed = summary.error_count
         self.say(
             f"  {summary.completed} requests in {summary.elapsed:.1f} s, "
             f"p99 {summary.latency_ms.get('p99', 0):.0f} ms, failed orders: {failed}"
@@ -222,16 +217,6 @@ class _Tour:
     async def close(self) -> None:
         await self.http.aclose()
         self.collector.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process now
-        return True
-    return True
 
 
 async def run_tour(manifest_path: Path, *, say: Say = print, style: Style | None = None) -> int:
