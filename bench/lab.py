@@ -4,8 +4,10 @@ Times ``check()`` (pairing, partitioning and search; parsing is timed apart)
 on every shared Porcupine/Jepsen history, if the data is there, and on
 generated histories of 1,000 and 10,000 operations from 5 and 10 clients, on
 one key and on ten, linearizable by construction, with and without
-indeterminate (crashed) operations. Each time is the best of ``--repeat``
-runs. Targets: every shared history under 1 s; 10,000 operations from 10
+indeterminate (crashed) operations; and on partition histories where the
+isolated node's writes all time out unread, checked as shipped and with the
+pruning of unread indeterminate writes turned off. Each time is the best of
+``--repeat`` runs. Targets: every shared history under 1 s; 10,000 operations from 10
 clients on one key under 1 s.
 
     .venv/bin/python bench/lab.py [--repeat 3] [--data DIR]
@@ -23,7 +25,16 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from cairn.lab import CheckResult, History, check, random_history, read_history
+from cairn.lab import (
+    Call,
+    CasRegisterModel,
+    CheckResult,
+    History,
+    Op,
+    check,
+    random_history,
+    read_history,
+)
 
 TARGET = 1.0  # seconds
 
@@ -111,6 +122,38 @@ def generated(repeat: int) -> dict[tuple[int, int, int, float, str], float]:
     return times
 
 
+class Unpruned(CasRegisterModel):
+    """The cas-register model with no pruning: every indeterminate write is searched."""
+
+    def prune(self, calls: list[Call]) -> list[Call]:
+        return calls
+
+
+def partition_history(lost: int) -> History:
+    """The isolated node's ``lost`` writes time out; the majority goes on; then a stale read."""
+    ops = [Op.invoke(100 + p, "write", 1000 + p) for p in range(lost)]
+    for i in range(lost):
+        ops += [
+            Op.invoke(0, "write", i),
+            Op.invoke(1, "read"),
+            Op.ok(0, "write", i),
+            Op.ok(1, "read", i),
+        ]
+    return History([*ops, Op.invoke(2, "read"), Op.ok(2, "read", 0)])
+
+
+def partitions(repeat: int) -> None:
+    print(HEADER + "  (partition: unread lost writes, then a stale read)")
+    for lost in (8, 10, 12, 16, 100):
+        history = partition_history(lost)
+        seconds, result = best_of(repeat, partial(check, history, CasRegisterModel(), timeout=60))
+        print(row(f"partition {lost} lost writes", history, seconds, result))
+        if lost <= 12:
+            seconds, result = best_of(1, partial(check, history, Unpruned(), timeout=20))
+            print(row("  the same, unpruned (limit 20 s)", history, seconds, result))
+    print()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per history (best is kept)")
@@ -122,6 +165,7 @@ def main() -> int:
     )
     shared_times = shared(args.repeat, args.data or data_dir())
     gen_times = generated(args.repeat)
+    partitions(args.repeat)
 
     ok = True
     if shared_times:

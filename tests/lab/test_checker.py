@@ -280,3 +280,23 @@ def test_violation_at_the_start_names_the_initial_state() -> None:
     assert bad.violation is not None
     assert "Starting from the initial state null" in bad.violation.text
     assert "..." in bad.violation.text, "long values are clipped"
+
+
+def partition_history(lost: int) -> list[Op]:
+    """A partition: the isolated node's writes time out while the majority goes on."""
+    ops = [Op.invoke(100 + p, W, 1000 + p) for p in range(lost)]  # never answered
+    for i in range(lost):
+        ops += [Op.invoke(0, W, i), Op.invoke(1, R), Op.ok(0, W, i), Op.ok(1, R, i)]
+    return ops
+
+
+def test_lost_writes_nobody_read_do_not_multiply_the_search() -> None:
+    # Each unread indeterminate write may or may not have happened; kept, they
+    # double the configurations a failing search must rule out (16 of them
+    # took minutes). Dropped before the search, the proof is linear.
+    stale = [Op.invoke(2, R), Op.ok(2, R, 0)]
+    result = check(partition_history(16) + stale, CasRegisterModel())
+    assert result.verdict is NOT
+    assert result.keys[0].operations == 16 * 3 + 1
+    assert result.keys[0].states <= 2 * 16
+    assert check(partition_history(16), CasRegisterModel()).verdict is LIN

@@ -118,3 +118,36 @@ def test_choose_model_and_model_named() -> None:
 def test_unhashable_initial_is_refused() -> None:
     with pytest.raises(ValueError, match="initial must be hashable"):
         RegisterModel(initial=[1])  # type: ignore[arg-type]
+
+
+def test_prune_drops_indeterminate_writes_nobody_observes() -> None:
+    m = CasRegisterModel()
+    lost = call("write", 7, indeterminate=True)
+    seen = call("write", 8, indeterminate=True)
+    swap_seen = call("cas", (8, 9), indeterminate=True)
+    swap_lost = call("cas", (9, 10), indeterminate=True)
+    calls = [lost, seen, swap_seen, swap_lost, call("read", output=9), call("write", 1, 1)]
+    # 7 and 10 are read and expected by no one; 8 is expected by a cas, 9 read.
+    assert m.prune(calls) == calls[1:3] + calls[4:]
+    # Determinate operations always stay, observed or not.
+    assert m.prune([call("write", 5, 5)]) == [call("write", 5, 5)]
+
+
+def test_prune_repeats_until_nothing_more_goes() -> None:
+    m = CasRegisterModel()
+    # The write of 3 is observed only by a cas whose own result no one sees.
+    chain = [call("write", 3, indeterminate=True), call("cas", (3, 4), indeterminate=True)]
+    assert m.prune([*chain, call("read", output=None)]) == [call("read", output=None)]
+
+
+def test_prune_keeps_everything_once_values_are_built_on() -> None:
+    # An append builds on the value it finds, so a put may be observed through it.
+    m = KeyValueModel()
+    calls = [
+        call("put", "a", indeterminate=True),
+        call("append", "b", "b"),
+        call("get", output="ab"),
+    ]
+    assert m.prune(calls) == calls
+    assert KeyValueModel().prune(calls[:1]) == []
+    assert RegisterModel().prune([call("write", 2, indeterminate=True)]) == []

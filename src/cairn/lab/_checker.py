@@ -165,7 +165,7 @@ def check(
     parts = model.partition(calls)
     keys = sorted(parts, key=_key_order)
     searches: dict[Key, Generator[None, None, Outcome]] = {
-        key: search(parts[key], model, slice_steps=_SLICE_STEPS) for key in keys
+        key: search(model.prune(parts[key]), model, slice_steps=_SLICE_STEPS) for key in keys
     }
     outcomes: dict[Key, Outcome] = {}
     deadline = None if timeout is None else start + timeout

@@ -66,6 +66,15 @@ class Model(abc.ABC):
                 part.append(call)
         return parts
 
+    def prune(self, calls: list[Call]) -> list[Call]:
+        """Drop indeterminate operations that cannot change one key's verdict.
+
+        Called with one key's operations (in call order) before its search.
+        The default keeps everything; override it only with a proof that every
+        linearization using a dropped operation also works without it.
+        """
+        return calls
+
     def validate(self, op: Call) -> str | None:
         """Why ``op`` cannot be checked against this model, or ``None`` if it can."""
         if op.f not in self.fs:
@@ -107,6 +116,50 @@ class RegisterModel(Model):
         if op.f == "read":
             return op.indeterminate or op.output == state, state
         return True, op.input
+
+    def prune(self, calls: list[Call]) -> list[Call]:
+        """Drop indeterminate writes (and cas) of a value no operation observes.
+
+        Such a write only ever leaves the register holding a value that no
+        read returns and no cas expects, so whatever comes after it in a
+        linearization is a write (nothing else can take effect then): it can
+        be left out. A timed-out write during a partition is typically one
+        (it never reached a majority), and each kept one would double the
+        configurations the search may have to visit. Repeated until nothing
+        more goes, since dropping a cas can unobserve the value it expected.
+        """
+        kept = calls
+        while True:
+            seen = self._observed(kept)
+            if seen is None:
+                return kept
+            fewer = [c for c in kept if not (c.indeterminate and self._unobserved(c, seen))]
+            if len(fewer) == len(kept):
+                return kept
+            kept = fewer
+
+    def _observed(self, calls: list[Call]) -> set[Any] | None:
+        """Every value some operation needs the register to hold, or ``None`` to prune nothing."""
+        seen: set[Any] = set()
+        for c in calls:
+            if c.f in self.read_only:
+                if not c.indeterminate:
+                    seen.add(c.output)
+            elif c.f == "cas":
+                seen.add(cast("tuple[Value, Value]", c.input)[0])
+            elif c.f not in _SETTERS:
+                return None  # e.g. an append: it builds on the value, which it observes
+        return seen
+
+    def _unobserved(self, op: Call, seen: set[Any]) -> bool:
+        if op.f in _SETTERS:
+            return op.input not in seen
+        if op.f == "cas":
+            return cast("tuple[Value, Value]", op.input)[1] not in seen
+        return False
+
+
+_SETTERS = frozenset({"write", "put"})
 
 
 class CasRegisterModel(RegisterModel):
