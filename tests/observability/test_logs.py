@@ -8,6 +8,7 @@ import json
 import logging
 import re
 
+import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 import cairn.observability as obs
+from cairn.observability import _logs
 from cairn.observability._logs import emit
+from cairn.observability._span import LeanSpan
 from cairn.observability._testing import capture_logs
 
 
@@ -151,3 +154,32 @@ def test_httpx_request_lines_are_left_to_client_spans() -> None:
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["connection pool full", "kept too"]
     assert chatty.level == before
+
+
+@pytest.mark.parametrize("bound", [False, True])
+def test_request_line_is_the_same_with_or_without_bound_context(
+    observed: Setup, monkeypatch: pytest.MonkeyPatch, bound: bool
+) -> None:
+    # With nothing ever bound the line is built in one step; once structlog
+    # has context variables, through the general path that merges them.
+    monkeypatch.setattr(_logs, "_BOUND_VARS", {"structlog_x": object()} if bound else {})
+    with obs.span("GET") as span:
+        assert isinstance(span, LeanSpan)
+        _logs.request_line("info", span, "GET", "/a/{id}", "/a/1", 200, 1.5)
+        _logs.request_line("error", span, "GET", "/a/{id}", "/a/2", 503, 2.0)
+    (ok, failed) = observed.lines()
+    assert ok.pop("timestamp").endswith("Z")
+    assert failed.pop("timestamp").endswith("Z")
+    assert ok == {
+        "event": "request",
+        "method": "GET",
+        "route": "/a/{id}",
+        "path": "/a/1",
+        "status": 200,
+        "duration_ms": 1.5,
+        "level": "info",
+        "service": "orders",
+        "trace_id": span.trace_id_hex,
+        "span_id": span.span_id_hex,
+    }
+    assert (failed["level"], failed["status"]) == ("error", 503)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from obs_support import Setup
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.status import Status
 
@@ -169,3 +172,25 @@ async def test_traced_decorator_sync_and_async(observed: Setup) -> None:
 def test_helpers_are_no_ops_before_setup() -> None:
     with obs.span("nothing") as span:
         assert not span.is_recording()
+
+
+def test_a_lean_span_builds_its_context_only_when_asked_and_exports_as_sdk_spans_do(
+    observed: Setup,
+) -> None:
+    with capture_spans() as spans, obs.span("lonely") as span:
+        assert isinstance(span, LeanSpan)
+        assert span._context is None  # nobody needed it yet
+    (ended,) = spans
+    assert ended is span
+    assert isinstance(ended, ReadableSpan)
+    # Exporters read .context (or to_json's field): both build it, once.
+    as_json = json.loads(ended.to_json())
+    assert as_json["context"]["trace_id"] == f"0x{span.trace_id_hex}"
+    assert as_json["context"]["span_id"] == f"0x{span.span_id_hex}"
+    assert ended.context is span.get_span_context()
+    request = encode_spans([ended])
+    (encoded,) = request.resource_spans[0].scope_spans[0].spans
+    assert encoded.trace_id.hex() == span.trace_id_hex
+    assert encoded.span_id.hex() == span.span_id_hex
+    assert encoded.name == "lonely"
+    assert encoded.end_time_unix_nano >= encoded.start_time_unix_nano > 0

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry import context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from cairn.observability import _logs, _runtime
 from cairn.observability._metrics import ASGIApp, Message, Receive, Scope, Send, metrics_app
@@ -115,11 +116,14 @@ class CairnMiddleware:
                 "url.scheme": scope.get("scheme", "http"),
             },
         )
-        ctx = _BAGGAGE.extract({"baggage": baggage_header}) if baggage_header else context.Context()
-        token = context.attach(trace.set_span_in_context(span, ctx))
+        if baggage_header:
+            ctx = trace.set_span_in_context(span, _BAGGAGE.extract({"baggage": baggage_header}))
+        else:
+            # What set_span_in_context(span, Context()) builds, in one step.
+            ctx = context.Context({_SPAN_KEY: span})
+        token = context.attach(ctx)
         status = 500
-        in_flight = runtime.http.in_flight
-        in_flight.inc()
+        runtime.http.begin()
         start = time.perf_counter()
 
         async def send_status(message: Message) -> None:
@@ -136,7 +140,6 @@ class CairnMiddleware:
             raise
         finally:
             elapsed = time.perf_counter() - start
-            in_flight.dec()
             template = _route_template(scope, root_path)
             self._finish(runtime, span, method, template, status, elapsed, error, scope)
             context.detach(token)
@@ -153,10 +156,11 @@ class CairnMiddleware:
         scope: Scope,
     ) -> None:
         if type(span) is LeanSpan:
+            attributes = span._attributes  # still recording: written directly
             if template is not None:
-                span.update_name(f"{method} {template}")
-                span.set_attribute("http.route", template)
-            span.set_attribute("http.response.status_code", status)
+                span._name = f"{method} {template}"
+                attributes["http.route"] = template
+            attributes["http.response.status_code"] = status
             if error is not None:
                 span.record_exception(error, escaped=True)
                 span.set_attribute("error.type", type(error).__qualname__)
@@ -166,11 +170,23 @@ class CairnMiddleware:
                 span.set_status(StatusCode.ERROR)
             trace_id: str | None = span.trace_id_hex
             span.end()
+            lean: LeanSpan | None = span
         else:
             trace_id = None
+            lean = None
         endpoint = template or UNMATCHED
         runtime.http.observe(method, endpoint, status, elapsed, trace_id)
-        if self.log_requests:
+        if self.log_requests and lean is not None and error is None:
+            _logs.request_line(
+                "error" if status >= 500 else "info",
+                lean,
+                method,
+                endpoint,
+                scope["path"],
+                status,
+                round(elapsed * 1000.0, 3),
+            )
+        elif self.log_requests:
             fields: dict[str, Any] = {
                 "event": "request",
                 "method": method,
@@ -183,7 +199,7 @@ class CairnMiddleware:
                 fields["exc_info"] = error
                 _logs.emit("error", fields)
             else:
-                _logs.emit("error" if status >= 500 else "info", fields)
+                _logs.emit("error" if status >= 500 else "info", fields, lean)
 
 
 def instrument(

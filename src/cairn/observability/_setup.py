@@ -17,9 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from cairn.observability import _httpx, _logs, _otlp_logs, _resilience, _runtime, _tracing
 from cairn.observability._metrics import (
     DEFAULT_BUCKETS,
-    HttpMetrics,
     ResilienceMetrics,
-    multiprocess_dir,
+    http_metrics,
 )
 from cairn.resilience import subscribe
 
@@ -209,9 +208,7 @@ def _build(config: _Config) -> Observability:
         undo.append(lambda: _tracing.uninstall_global(tracing.provider))
 
     registry = config.registry if config.registry is not None else REGISTRY
-    http = HttpMetrics(
-        registry=registry, buckets=config.buckets, exemplars=multiprocess_dir() is None
-    )
+    http = http_metrics(registry=registry, buckets=config.buckets)
     undo.append(http.unregister)
     resilience = ResilienceMetrics(registry=registry)
     undo.append(resilience.unregister)

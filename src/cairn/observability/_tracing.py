@@ -2,8 +2,9 @@
 
 User code keeps the standard API (``trace.get_tracer(__name__)``); its spans
 come from the SDK provider built here. cairn's own spans (server, httpx
-client, ``cairn.observability.span``) are lean spans whose ended form goes to
-the very same span processors, so everything leaves through one batch export.
+client, ``cairn.observability.span``) are lean spans: once ended they are
+pushed straight into the same ``SpanBatcher`` queues the provider's SDK spans
+go through, so everything leaves through one batch export per exporter.
 
 The global provider is set once per process to a small delegating provider:
 ``setup()`` after ``shutdown()`` swaps the SDK provider behind it, which the
@@ -21,12 +22,13 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util import types
 
 from cairn._version import __version__
+from cairn.observability._export import SpanBatcher
 from cairn.observability._span import LeanSpan, LeanTracer
 
 __all__ = ["Tracing", "build_exporters", "capture_finished_spans"]
@@ -125,11 +127,11 @@ class Tracing:
             shutdown_on_exit=False,
         )
         processors: list[SpanProcessor] = [
-            BatchSpanProcessor(
+            SpanBatcher(
                 exporter,
                 max_queue_size=max_queue_size,
                 schedule_delay_millis=export_delay_ms,
-                max_export_batch_size=min(512, max_queue_size),
+                max_export_batch_size=512,
             )
             for exporter in exporters
         ]
@@ -137,13 +139,18 @@ class Tracing:
         for processor in processors:
             self.provider.add_span_processor(processor)
         self._processors = tuple(processors)
+        # Lean spans are sampled by construction: they go straight into the queues.
+        self._pushes = tuple(p.push for p in processors if isinstance(p, SpanBatcher))
         self._scope = InstrumentationScope("cairn.observability", __version__)
         self.lean = LeanTracer(ratio=sample_ratio, finish=self._finish)
 
     def _finish(self, span: LeanSpan) -> None:
-        readable = span.to_readable(self.resource, self._scope)
-        for processor in self._processors:
-            processor.on_end(readable)
+        span._resource = self.resource
+        span._instrumentation_scope = self._scope
+        for push in self._pushes:
+            push(span)
+        for captured in _span_captures:
+            captured.append(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.provider.force_flush(timeout_millis)
