@@ -166,10 +166,10 @@ def test_request_line_is_the_same_with_or_without_bound_context(
     with obs.span("GET") as span:
         assert isinstance(span, LeanSpan)
         _logs.request_line("info", span, "GET", "/a/{id}", "/a/1", 200, 1.5)
-        _logs.request_line("error", span, "GET", "/a/{id}", "/a/2", 503, 2.0)
+        _logs.request_line("error", span, "GET", "/a/{id}", "/a/2", 503, 2.0, 1_800_000_000.25)
     (ok, failed) = observed.lines()
     assert ok.pop("timestamp").endswith("Z")
-    assert failed.pop("timestamp").endswith("Z")
+    assert failed.pop("timestamp") == "2027-01-15T08:00:00.250000Z"  # the time given
     assert ok == {
         "event": "request",
         "method": "GET",

@@ -72,7 +72,7 @@ def test_openmetrics_carries_the_latest_trace_id_per_bucket() -> None:
     metrics.observe("GET", "/a", 200, 0.05, "a" * 32)
     metrics.observe("GET", "/a", 200, 0.07, "b" * 32)
     metrics.observe("GET", "/a", 200, 0.5, None)
-    metrics.observe("GET", "/a", 200, 3.0, "c" * 32)
+    metrics.observe("GET", "/a", 200, 3.0, "c" * 32, 1_800_000_000.25)  # when, given
     text = openmetrics_latest(registry).decode()
     lines = {line.split(" ")[0]: line for line in text.splitlines()}
     assert (
@@ -84,7 +84,7 @@ def test_openmetrics_carries_the_latest_trace_id_per_bucket() -> None:
         not in lines['http_request_duration_seconds_bucket{endpoint="/a",le="1.0",method="GET"}']
     )
     assert (
-        f'# {{trace_id="{"c" * 32}"}} 3.0'
+        f'# {{trace_id="{"c" * 32}"}} 3.0 1800000000.25'
         in lines['http_request_duration_seconds_bucket{endpoint="/a",le="+Inf",method="GET"}']
     )
     assert text.endswith("# EOF\n")

@@ -169,13 +169,17 @@ class CairnMiddleware:
                 span.set_attribute("error.type", str(status))
                 span.set_status(StatusCode.ERROR)
             trace_id: str | None = span.trace_id_hex
-            span.end()
+            # One clock reading for the span's end, the exemplar and the log line.
+            end_ns = time.time_ns()
+            now = end_ns / 1e9
+            span.end(end_ns)
             lean: LeanSpan | None = span
         else:
             trace_id = None
             lean = None
+            now = time.time()
         endpoint = template or UNMATCHED
-        runtime.http.observe(method, endpoint, status, elapsed, trace_id)
+        runtime.http.observe(method, endpoint, status, elapsed, trace_id, now)
         if self.log_requests and lean is not None and error is None:
             _logs.request_line(
                 "error" if status >= 500 else "info",
@@ -185,6 +189,7 @@ class CairnMiddleware:
                 scope["path"],
                 status,
                 round(elapsed * 1000.0, 3),
+                now,
             )
         elif self.log_requests:
             fields: dict[str, Any] = {

@@ -76,6 +76,7 @@ class LogPipeline:
             self._write: Callable[[bytes], object] = lambda data: target.write(data.decode())
         else:
             self._write = target.write
+        self._write_lock = None if type(target) in (io.BufferedWriter, io.BytesIO) else self._lock
         isatty = getattr(stream, "isatty", None)
         self._eager = flush_interval <= 0 or bool(callable(isatty) and isatty())
         self._dirty = False
@@ -91,12 +92,20 @@ class LogPipeline:
             self._flusher.start()
 
     def write(self, line: bytes) -> None:
-        with self._lock:
+        # io.BufferedWriter and io.BytesIO take each write whole (the former
+        # under its own lock): lines to them need no second lock.
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
             self._write(line)
             if self._eager:
                 self._flush()
             else:
                 self._dirty = True
+        finally:
+            if lock is not None:
+                lock.release()
 
     def flush(self) -> None:
         with self._lock:
@@ -128,10 +137,14 @@ PIPELINE: LogPipeline | None = None
 _second: tuple[int, str] = (-1, "")
 
 
-def _timestamp() -> str:
-    """ISO-8601 UTC with microseconds and a ``Z``, like ``2026-11-27T22:45:44.879117Z``."""
+def _timestamp(now: float | None = None) -> str:
+    """ISO-8601 UTC with microseconds and a ``Z``, like ``2026-11-27T22:45:44.879117Z``.
+
+    ``now`` (Unix seconds) defaults to the current time.
+    """
     global _second
-    now = time.time()
+    if now is None:
+        now = time.time()
     second = int(now)
     cached = _second
     if cached[0] != second:
@@ -189,8 +202,12 @@ def request_line(
     path: str,
     status: int,
     duration_ms: float,
+    now: float | None = None,
 ) -> None:
-    """The middleware's line for an answered request, built in one step when it can be."""
+    """The middleware's line for an answered request, built in one step when it can be.
+
+    ``now`` (Unix seconds) is the line's timestamp, the current time by default.
+    """
     pipeline = PIPELINE
     if pipeline is None or LEVELS[level] < pipeline.level:
         return
@@ -201,7 +218,7 @@ def request_line(
         "path": path,
         "status": status,
         "duration_ms": duration_ms,
-        "timestamp": _timestamp(),
+        "timestamp": _timestamp(now),
         "level": level,
         "service": pipeline.service,
         "trace_id": span.trace_id_hex,
@@ -212,7 +229,7 @@ def request_line(
         # enrichment): the general path handles them.
         for key in _ENRICHED:
             del event[key]
-        emit(level, event, span)
+        emit(level, event, span, now)
         return
     pipeline.write(_render(None, level, event))
 
@@ -220,11 +237,15 @@ def request_line(
 _ENRICHED = ("timestamp", "level", "service", "trace_id", "span_id")
 
 
-def emit(level: str, event: dict[str, Any], span: LeanSpan | None = None) -> None:
+def emit(
+    level: str, event: dict[str, Any], span: LeanSpan | None = None, now: float | None = None
+) -> None:
     """Write one line without a bound logger: the middleware's fast path.
 
     ``span`` is the current span when the caller holds it (saves the context
-    lookup); otherwise the line is enriched as any other.
+    lookup); otherwise the line is enriched as any other. ``now`` (Unix
+    seconds) is the line's time when ``span`` is given, the current time by
+    default.
     """
     pipeline = PIPELINE
     if pipeline is None or LEVELS[level] < pipeline.level:
@@ -233,7 +254,7 @@ def emit(level: str, event: dict[str, Any], span: LeanSpan | None = None) -> Non
     if span is None or "exc_info" in event:
         _enrich(None, level, event)
     else:
-        event["timestamp"] = _timestamp()
+        event["timestamp"] = _timestamp(now)
         event["level"] = level
         event.setdefault("service", pipeline.service)
         event["trace_id"] = span.trace_id_hex

@@ -88,9 +88,18 @@ class HttpMetrics(abc.ABC):
 
     @abc.abstractmethod
     def observe(
-        self, method: str, endpoint: str, status: int, seconds: float, trace_id: str | None
+        self,
+        method: str,
+        endpoint: str,
+        status: int,
+        seconds: float,
+        trace_id: str | None,
+        at: float | None = None,
     ) -> None:
-        """A request was answered: count it, record its duration, and end it in flight."""
+        """A request was answered: count it, record its duration, and end it in flight.
+
+        ``at`` is when (Unix seconds; now by default), for the exemplar.
+        """
 
     @abc.abstractmethod
     def unregister(self) -> None:
@@ -162,7 +171,13 @@ class LeanHttpMetrics(HttpMetrics, Collector):
             self._in_flight += 1
 
     def observe(
-        self, method: str, endpoint: str, status: int, seconds: float, trace_id: str | None
+        self,
+        method: str,
+        endpoint: str,
+        status: int,
+        seconds: float,
+        trace_id: str | None,
+        at: float | None = None,
     ) -> None:
         if method not in _METHODS:
             method = "_OTHER"
@@ -182,7 +197,7 @@ class LeanHttpMetrics(HttpMetrics, Collector):
             if trace_id is not None and self._exemplars:
                 route.exemplar_trace[i] = trace_id
                 route.exemplar_value[i] = seconds
-                route.exemplar_at[i] = time.time()
+                route.exemplar_at[i] = time.time() if at is None else at
 
     def describe(self) -> list[Metric]:
         return [
@@ -283,9 +298,16 @@ class ClientHttpMetrics(HttpMetrics):
         self.in_flight.inc()
 
     def observe(
-        self, method: str, endpoint: str, status: int, seconds: float, trace_id: str | None
+        self,
+        method: str,
+        endpoint: str,
+        status: int,
+        seconds: float,
+        trace_id: str | None,
+        at: float | None = None,
     ) -> None:
-        # prometheus_client keeps no exemplars in multiprocess mode: trace_id is unused.
+        # prometheus_client keeps no exemplars in multiprocess mode: trace_id
+        # and at are unused.
         self.in_flight.dec()
         if method not in _METHODS:
             method = "_OTHER"
