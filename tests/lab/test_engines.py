@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from cairn.lab import CasRegisterModel, Op, Verdict, check
+from cairn.lab import CasRegisterModel, Op, OpType, Verdict, check
 from cairn.lab._ap import LwwStore
-from cairn.lab._cluster import StoreCluster
+from cairn.lab._cluster import Reply, StoreCluster
 from cairn.lab._cp import CasPaxos
 from cairn.lab._net import Network
 from cairn.lab._peers import Peers
 from cairn.lab._replica import Replica, start_replica
-from cairn.lab._run import RunConfig
+from cairn.lab._run import RunConfig, final_reads
 from cairn.lab._wire import Connection, Message
 from cairn.lab._workload import Workload
 
@@ -239,3 +239,32 @@ def test_bad_configuration_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         build(tmp_path)
+
+
+class ElectingStore:
+    """Refuses reads at once (no leader yet) for its first ``refusals`` asks."""
+
+    nodes = (1, 2, 3)
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.asked = 0
+
+    async def op(self, node: int, f: str, key: str, value: Any, *, timeout: float) -> Reply:
+        self.asked += 1
+        if self.asked <= self.refusals:
+            return Reply(OpType.FAIL, error="no leader")
+        return Reply(OpType.OK, f"{key}@{node}")
+
+
+async def test_final_reads_wait_for_the_store_to_answer_again() -> None:
+    store = ElectingStore(refusals=7)  # every node refuses twice, then one more
+    final = await final_reads(store, ["a", "b"], timeout=10.0)  # type: ignore[arg-type]
+    assert final == {"a": "a@2", "b": "b@1"}
+    assert store.asked == 9
+
+
+async def test_final_reads_give_up_at_the_deadline() -> None:
+    store = ElectingStore(refusals=10**9)
+    assert await final_reads(store, ["a"], timeout=0.2) is None  # type: ignore[arg-type]
+    assert store.asked >= 3

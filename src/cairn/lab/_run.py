@@ -139,17 +139,28 @@ async def wait_converged(engine: Engine, *, timeout: float) -> tuple[bool | None
         await asyncio.sleep(0.02)  # a poll interval, with a deadline above
 
 
-async def final_reads(engine: Engine, keys: list[str]) -> dict[str, Any] | None:
-    """Each key's value as a read through the store says, or ``None`` if some read failed."""
+async def final_reads(
+    engine: Engine, keys: list[str], *, timeout: float = 10.0
+) -> dict[str, Any] | None:
+    """Each key's value as a read through the store says, or ``None`` if it would not say.
+
+    Right after the faults heal a quorum store may still be electing a
+    leader and refuse reads at once, so each key is asked of every node in
+    turn until one answers or ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
     final: dict[str, Any] = {}
     for key in keys:
-        for node in engine.nodes:
-            reply = await engine.op(node, "read", key, None, timeout=2.0)
-            if reply.type is OpType.OK:
-                final[key] = reply.value
-                break
-        else:
-            return None
+        while key not in final:
+            for node in engine.nodes:
+                reply = await engine.op(node, "read", key, None, timeout=2.0)
+                if reply.type is OpType.OK:
+                    final[key] = reply.value
+                    break
+            else:
+                if time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(0.05)  # a poll interval, with a deadline above
     return final
 
 
@@ -191,7 +202,9 @@ async def run_experiment(config: RunConfig, *, data: Path) -> RunResult:
             final = next(iter(states.values())) if states else None
         else:
             # A quorum store's replicas need not hold the same bytes: ask the store.
-            final = await final_reads(engine, config.workload.key_names())
+            final = await final_reads(
+                engine, config.workload.key_names(), timeout=config.converge_timeout
+            )
     history = History(ops, source=f"{config.label} run")
     result = check(history, CasRegisterModel(), timeout=config.check_timeout)
     measures = measure(history, final=final, converged=converged, convergence_time=seconds)

@@ -204,7 +204,7 @@ class CairnMiddleware:
                 fields["exc_info"] = error
                 _logs.emit("error", fields)
             else:
-                _logs.emit("error" if status >= 500 else "info", fields, lean)
+                _logs.emit("error" if status >= 500 else "info", fields)
 
 
 def instrument(
