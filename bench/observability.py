@@ -265,9 +265,11 @@ def report_macro(results: dict[str, list[dict[str, float]]]) -> None:
     print("\n| variant | req/s (median) | ratio to bare, median (min..max) | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
     overhead: dict[str, float] = {}
+    kept: dict[str, float] = {}
     for variant in VARIANTS:
         runs = results[variant]
         ratios = [run["rps"] / base["rps"] for run, base in zip(runs, bare, strict=True)]
+        kept[variant] = statistics.median(ratios)
         rps = statistics.median(run["rps"] for run in runs)
         print(
             f"| {variant} | {rps:.0f} | {statistics.median(ratios):.1%} "
@@ -282,6 +284,11 @@ def report_macro(results: dict[str, list[dict[str, float]]]) -> None:
         f"cairn/stock = {overhead['cairn'] / overhead['stock']:.2f} (target <= 0.33)"
         if overhead["stock"] > 0
         else "\nstock stack showed no overhead in this run (too short or too noisy)"
+    )
+    met = "met" if kept["cairn"] >= 0.85 else "NOT met"
+    print(
+        f"throughput kept by cairn: {kept['cairn']:.1%} of bare, median of {len(bare)} rounds "
+        f"(target >= 85%: {met}; one round's spread here is +-5 points)"
     )
 
 
