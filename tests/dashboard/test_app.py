@@ -234,11 +234,12 @@ def test_an_unreachable_collector_is_a_clear_502(registry: Served, lab_dir: Path
         collector=f"http://127.0.0.1:{free_port()}", registry=registry.url, lab_dir=lab_dir
     )
     with Served(create_app(config)) as server:
-        response = httpx.get(server.url + "/api/logs")
+        # The dashboard bounds its call to the collector (5 s); wait longer than that.
+        response = httpx.get(server.url + "/api/logs", timeout=30)
         assert response.status_code == 502
         assert "cannot reach the collector" in response.json()["error"]
         assert "cairn collector" in response.json()["error"]
-        overview = httpx.get(server.url + "/api/overview").json()
+        overview = httpx.get(server.url + "/api/overview", timeout=30).json()
         assert "collector" in overview["errors"]
         assert {s["name"] for s in overview["services"]} == {"orders", "inventory"}
 

@@ -268,3 +268,32 @@ def test_log_to_trace_with_the_real_collector(browser: Any, lab_dir: Path) -> No
                 page.wait_for_selector('.span-row[data-name="inventory.check"]')
             finally:
                 context.close()
+
+
+def test_a_slow_answer_to_an_older_search_does_not_replace_a_newer_one(
+    page: Any, stack: dict[str, Served]
+) -> None:
+    # The page's own first search (no query) is held back until the query typed
+    # meanwhile has been answered; its late answer must not replace the list.
+    held: list[Any] = []
+
+    def hold_the_unfiltered_search(route: Any) -> None:
+        if "q=" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/logs*", hold_the_unfiltered_search)
+    page.goto(stack["dashboard"].url + "/#/logs")
+    deadline = time.monotonic() + 15
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)  # lets Playwright deliver the route event; bounded above
+    assert held, "the first search never started"
+    page.fill("#log-query", "event:purchase_completed")
+    page.press("#log-query", "Enter")
+    page.wait_for_function("() => document.querySelectorAll('#log-list .log-line').length === 1")
+    held[0].continue_()
+    page.wait_for_selector('#log-list[data-dropped="1"]')
+    lines = page.locator("#log-list .log-line")
+    assert lines.count() == 1
+    assert "purchase_completed" in lines.inner_text()

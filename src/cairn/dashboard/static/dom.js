@@ -44,6 +44,18 @@ export class ApiError extends Error {
   }
 }
 
+// For a view whose searches can overlap (a query typed while the first page load is
+// still on its way): each call starts a search and returns a check that stays true
+// only until the next one starts, so a slow answer to an older search is dropped
+// instead of replacing the newer one's.
+export function latest() {
+  let generation = 0;
+  return () => {
+    const mine = ++generation;
+    return () => mine === generation;
+  };
+}
+
 // GET a dashboard JSON endpoint; empty parameters are left out.
 export async function api(path, params) {
   const query = new URLSearchParams();

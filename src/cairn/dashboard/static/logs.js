@@ -1,6 +1,6 @@
 // Logs: the query box (same language as `cairn logs`), time range, level and service
 // facets, live tail, expandable JSON fields, trace links.
-import { api, ApiError, banner, fmtDate, h, RANGES, routeParams, select, setRouteParams } from "./dom.js";
+import { api, ApiError, banner, fmtDate, h, latest, RANGES, routeParams, select, setRouteParams } from "./dom.js";
 
 const LIMIT = 200;
 const KEEP = 1000;
@@ -61,6 +61,8 @@ function facet(title, counts, field, addTerm) {
 export function logs(root) {
   const params = routeParams();
   const state = { records: [], seen: new Set(), timer: null };
+  const newSearch = latest();
+  let current = () => true; // the newest search's check; the tail belongs to it
   const input = h("input", {
     id: "log-query",
     type: "search",
@@ -121,6 +123,7 @@ export function logs(root) {
 
   async function tail() {
     if (!live.checked) return;
+    const mine = current;
     try {
       const newest = state.records[0];
       const body = await api("/api/logs", {
@@ -128,6 +131,7 @@ export function logs(root) {
         since: newest ? newest.time : range.value,
         limit: LIMIT,
       });
+      if (!mine()) return; // a new search replaced this tail's
       const fresh = body.records.filter((r) => !state.seen.has(key(r)));
       if (fresh.length) {
         for (const r of fresh) state.seen.add(key(r));
@@ -137,24 +141,31 @@ export function logs(root) {
         count.textContent = `${state.records.length} newest shown (live)`;
       }
     } catch (err) {
-      showError(err);
+      if (mine()) showError(err);
     } finally {
-      if (live.checked) state.timer = setTimeout(tail, 2000);
+      if (live.checked && mine()) state.timer = setTimeout(tail, 2000);
     }
   }
 
   async function run() {
+    const mine = (current = newSearch());
     clearTimeout(state.timer);
     error.hidden = true;
     banner("");
     setRouteParams("logs", { q: input.value.trim(), since: range.value, live: live.checked ? "1" : "" });
     try {
       const body = await api("/api/logs", { q: input.value.trim(), since: range.value, limit: LIMIT });
+      if (!mine()) {
+        // A newer search is showing (or will); counted, for whoever wonders.
+        list.dataset.dropped = String(Number(list.dataset.dropped || 0) + 1);
+        return;
+      }
       state.records = body.records;
       state.seen = new Set(body.records.map(key));
       draw();
       list.dataset.loaded = "1";
     } catch (err) {
+      if (!mine()) return;
       state.records = [];
       list.replaceChildren();
       showError(err);

@@ -2,7 +2,7 @@
 // quantiles, exemplar dots (the collector's exemplars of the latency histogram, each a
 // request's duration linking to its trace; the slowest traces stand in when it has
 // none), and any stored metric by name.
-import { api, banner, fmtMs, fmtRate, h, routeParams, select, setRouteParams, table } from "./dom.js";
+import { api, banner, fmtMs, fmtRate, h, latest, routeParams, select, setRouteParams, table } from "./dom.js";
 import { lineChart } from "./chart.js";
 
 const RANGE_S = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
@@ -77,7 +77,10 @@ export async function metrics(root) {
     extra,
   );
 
+  const newDraw = latest();
+
   async function draw() {
+    const current = newDraw();
     banner("");
     setRouteParams("metrics", { service: service.value, since: since.value, metric: other.value, stat: stat.value });
     const win = RANGE_S[since.value];
@@ -92,6 +95,7 @@ export async function metrics(root) {
         range(durName, ["service", "endpoint"], since.value, step, "p99"),
         service.value ? api("/api/exemplars", { service: service.value, since: since.value }) : Promise.resolve({ exemplars: [], source: "exemplars" }),
       ]);
+      if (!current()) return; // a newer choice is drawing (or will)
       const toMs = (ser) => ({ ...ser, points: ser.points.map(([t, v]) => [t, v * 1000]) });
       // value is in seconds, the chart in ms; the chart's text nodes escape the title.
       const dots = (exemplars.exemplars || []).filter((e) => /^[0-9a-f]{32}$/.test(e.trace_id || "")).map((e) => ({
@@ -106,6 +110,7 @@ export async function metrics(root) {
       );
       if (durName) {
         const sum = await api(`/api/metrics/${encodeURIComponent(durName)}`, { by: "service,endpoint", since: since.value });
+        if (!current()) return;
         const rows = sum.series.filter(mine).map((x) => {
           const q = x.quantiles || {};
           const ms = (v) => (v === undefined || v === null ? "–" : fmtMs(v * 1000));
@@ -118,12 +123,13 @@ export async function metrics(root) {
       }
       if (other.value) {
         const series = await range(other.value, ["service", "instance"], since.value, step, stat.value);
+        if (!current()) return;
         extra.replaceChildren(lineChart(`${other.value} (${stat.value})`, series.map((x) => ({ label: labelOf(x.labels, ["service", "instance"]), points: x.points })), { startNs, endNs }));
       } else {
         extra.replaceChildren(h("p", { class: "muted", text: `${known.size} metrics stored; pick one to chart it.` }));
       }
     } catch (err) {
-      banner(err.message);
+      if (current()) banner(err.message);
     }
   }
   draw();

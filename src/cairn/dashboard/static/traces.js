@@ -1,6 +1,6 @@
 // Traces: search and list with duration bars; a trace's waterfall with its critical
 // path, span attributes and events, and its log lines; two traces side by side.
-import { api, banner, fmtDate, fmtMs, fmtNs, h, RANGES, routeParams, select, setRouteParams, table } from "./dom.js";
+import { api, banner, fmtDate, fmtMs, fmtNs, h, latest, RANGES, routeParams, select, setRouteParams, table } from "./dom.js";
 
 export async function traces(root) {
   const p = routeParams();
@@ -34,7 +34,10 @@ export async function traces(root) {
     compare.disabled = list.querySelectorAll("input.pick:checked").length !== 2;
   }
 
+  const newSearch = latest();
+
   async function run() {
+    const mine = newSearch();
     banner("");
     const params = {
       service: service.value, operation: operation.value.trim(), min_duration_ms: minMs.value,
@@ -43,6 +46,7 @@ export async function traces(root) {
     setRouteParams("traces", params);
     try {
       const body = await api("/api/traces", { ...params, limit: 100 });
+      if (!mine()) return; // a newer search is showing (or will)
       const longest = Math.max(1, ...body.traces.map((t) => t.duration_ns));
       const rows = body.traces.map((t) => h(
         "tr",
@@ -59,7 +63,7 @@ export async function traces(root) {
         : h("p", { class: "muted", text: "No traces match." }));
       picked();
     } catch (err) {
-      list.replaceChildren(h("p", { class: "error", text: err.message }));
+      if (mine()) list.replaceChildren(h("p", { class: "error", text: err.message }));
     }
   }
 
