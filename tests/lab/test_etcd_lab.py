@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -41,7 +42,17 @@ async def test_etcd_refuses_writes_on_the_minority_side_until_heal(tmp_path: Pat
         assert refused is not None
         assert refused.error is not None
         assert "no leader" in refused.error
-        assert (await etcd.op(2, "write", "x", 2, timeout=5.0)).type is OpType.OK
+        # The majority accepts writes once it has a leader: if n1 led, n2 and n3
+        # first elect one and refuse ("no leader") meanwhile.
+        deadline = time.monotonic() + 15
+        accepted = None
+        while time.monotonic() < deadline:
+            accepted = await etcd.op(2, "write", "x", 2, timeout=2.0)
+            if accepted.type is OpType.OK:
+                break
+            await asyncio.sleep(0.05)  # a poll interval, with a deadline above
+        assert accepted is not None
+        assert accepted.type is OpType.OK, accepted
         etcd.heal()
         deadline = time.monotonic() + 15
         healed = None
