@@ -270,30 +270,64 @@ def test_log_to_trace_with_the_real_collector(browser: Any, lab_dir: Path) -> No
                 context.close()
 
 
+class HeldSearches:
+    """Holds back the logs page's searches with (or without) a query until released."""
+
+    def __init__(self, page: Any, *, filtered: bool) -> None:
+        self.page = page
+        self.filtered = filtered
+        self.routes: list[Any] = []
+        page.route("**/api/logs*", self._route)
+
+    def _route(self, route: Any) -> None:
+        if ("q=" in route.request.url) == self.filtered:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def wait(self, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not self.routes and time.monotonic() < deadline:
+            self.page.wait_for_timeout(20)  # lets Playwright deliver the route event
+        assert self.routes, f"{what} never started"
+
+    def release(self) -> None:
+        self.routes.pop(0).continue_()
+
+
 def test_a_slow_answer_to_an_older_search_does_not_replace_a_newer_one(
     page: Any, stack: dict[str, Served]
 ) -> None:
     # The page's own first search (no query) is held back until the query typed
     # meanwhile has been answered; its late answer must not replace the list.
-    held: list[Any] = []
-
-    def hold_the_unfiltered_search(route: Any) -> None:
-        if "q=" in route.request.url:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route("**/api/logs*", hold_the_unfiltered_search)
+    held = HeldSearches(page, filtered=False)
     page.goto(stack["dashboard"].url + "/#/logs")
-    deadline = time.monotonic() + 15
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)  # lets Playwright deliver the route event; bounded above
-    assert held, "the first search never started"
+    held.wait("the first search")
     page.fill("#log-query", "event:purchase_completed")
     page.press("#log-query", "Enter")
     page.wait_for_function("() => document.querySelectorAll('#log-list .log-line').length === 1")
-    held[0].continue_()
+    held.release()
     page.wait_for_selector('#log-list[data-dropped="1"]')
     lines = page.locator("#log-list .log-line")
     assert lines.count() == 1
     assert "purchase_completed" in lines.inner_text()
+
+
+def test_a_list_says_it_waits_and_which_search_it_shows(
+    page: Any, stack: dict[str, Served]
+) -> None:
+    # While a typed query is on its way, the list still shows the older results:
+    # it says so (aria-busy), and names its search only once the answer is drawn.
+    held = HeldSearches(page, filtered=True)
+    page.goto(stack["dashboard"].url + "/#/logs")
+    page.wait_for_selector('#log-list[data-query=""]:not([aria-busy]) .log-line')
+    unfiltered = page.locator("#log-list .log-line").count()
+    assert unfiltered > 1
+    page.fill("#log-query", "event:purchase_completed")
+    page.press("#log-query", "Enter")
+    page.wait_for_selector('#log-list[aria-busy="true"][data-query=""]')
+    held.wait("the typed search")
+    assert page.locator("#log-list .log-line").count() == unfiltered
+    held.release()
+    page.wait_for_selector('#log-list[data-query="event:purchase_completed"]:not([aria-busy])')
+    assert page.locator("#log-list .log-line .body").all_inner_texts() == ["purchase_completed"]

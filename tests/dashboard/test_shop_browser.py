@@ -127,7 +127,10 @@ def test_a_purchase_log_line_leads_to_its_waterfall(
     page.goto(shop.run["dashboard"] + "/#/logs")
     page.fill("#log-query", "event:purchase_completed")
     page.press("#log-query", "Enter")
-    line = page.locator(f'#log-list .log-line:has(a.trace-link[href="#/trace/{trace_id}"])')
+    # Only a list that answers this query counts: the page's own first search (no
+    # query) may still be on screen, and it holds the purchase line too.
+    answered = '#log-list[data-query="event:purchase_completed"]:not([aria-busy])'
+    line = page.locator(f'{answered} .log-line:has(a.trace-link[href="#/trace/{trace_id}"])')
 
     def shown() -> bool:
         if line.count():
@@ -138,7 +141,7 @@ def test_a_purchase_log_line_leads_to_its_waterfall(
         return False
 
     shop.until(shown, "the purchase_completed line on the logs page")
-    lines = page.locator("#log-list .log-line")
+    lines = page.locator(f"{answered} .log-line")
     assert lines.count() >= 1
     for text in lines.locator(".body").all_inner_texts():
         assert text == "purchase_completed"

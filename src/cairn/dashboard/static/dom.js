@@ -56,6 +56,18 @@ export function latest() {
   };
 }
 
+// A result list says whether it waits on a search (aria-busy, drawn dimmed) and,
+// once answered, which search it shows (data-query): a list still showing an
+// older search's results is never mistaken for the answer to the newer one.
+export function searching(list) {
+  list.setAttribute("aria-busy", "true");
+}
+
+export function answered(list, query) {
+  list.removeAttribute("aria-busy");
+  list.dataset.query = query;
+}
+
 // GET a dashboard JSON endpoint; empty parameters are left out.
 export async function api(path, params) {
   const query = new URLSearchParams();

@@ -1,6 +1,8 @@
 // Logs: the query box (same language as `cairn logs`), time range, level and service
 // facets, live tail, expandable JSON fields, trace links.
-import { api, ApiError, banner, fmtDate, h, latest, RANGES, routeParams, select, setRouteParams } from "./dom.js";
+import {
+  answered, api, ApiError, banner, fmtDate, h, latest, RANGES, routeParams, searching, select, setRouteParams,
+} from "./dom.js";
 
 const LIMIT = 200;
 const KEEP = 1000;
@@ -152,9 +154,11 @@ export function logs(root) {
     clearTimeout(state.timer);
     error.hidden = true;
     banner("");
-    setRouteParams("logs", { q: input.value.trim(), since: range.value, live: live.checked ? "1" : "" });
+    const q = input.value.trim();
+    setRouteParams("logs", { q, since: range.value, live: live.checked ? "1" : "" });
+    searching(list);
     try {
-      const body = await api("/api/logs", { q: input.value.trim(), since: range.value, limit: LIMIT });
+      const body = await api("/api/logs", { q, since: range.value, limit: LIMIT });
       if (!mine()) {
         // A newer search is showing (or will); counted, for whoever wonders.
         list.dataset.dropped = String(Number(list.dataset.dropped || 0) + 1);
@@ -163,11 +167,13 @@ export function logs(root) {
       state.records = body.records;
       state.seen = new Set(body.records.map(key));
       draw();
+      answered(list, q);
       list.dataset.loaded = "1";
     } catch (err) {
       if (!mine()) return;
       state.records = [];
       list.replaceChildren();
+      answered(list, q);
       showError(err);
     }
     if (live.checked) state.timer = setTimeout(tail, 2000);

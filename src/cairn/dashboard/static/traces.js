@@ -1,6 +1,8 @@
 // Traces: search and list with duration bars; a trace's waterfall with its critical
 // path, span attributes and events, and its log lines; two traces side by side.
-import { api, banner, fmtDate, fmtMs, fmtNs, h, latest, RANGES, routeParams, select, setRouteParams, table } from "./dom.js";
+import {
+  answered, api, banner, fmtDate, fmtMs, fmtNs, h, latest, RANGES, routeParams, searching, select, setRouteParams, table,
+} from "./dom.js";
 
 export async function traces(root) {
   const p = routeParams();
@@ -44,9 +46,11 @@ export async function traces(root) {
       status: status.value, q: query.value.trim(), since: range.value,
     };
     setRouteParams("traces", params);
+    searching(list);
     try {
       const body = await api("/api/traces", { ...params, limit: 100 });
       if (!mine()) return; // a newer search is showing (or will)
+      answered(list, params.q);
       const longest = Math.max(1, ...body.traces.map((t) => t.duration_ns));
       const rows = body.traces.map((t) => h(
         "tr",
@@ -63,7 +67,9 @@ export async function traces(root) {
         : h("p", { class: "muted", text: "No traces match." }));
       picked();
     } catch (err) {
-      if (mine()) list.replaceChildren(h("p", { class: "error", text: err.message }));
+      if (!mine()) return;
+      list.replaceChildren(h("p", { class: "error", text: err.message }));
+      answered(list, params.q);
     }
   }
 
