@@ -37,7 +37,14 @@ import stamina
 import stamina.instrumentation
 import tenacity
 
-from cairn.resilience import CircuitBreaker, CircuitOpenError, retry, stop_after_attempt, wait_none
+from cairn.resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    _breaker,
+    retry,
+    stop_after_attempt,
+    wait_none,
+)
 
 SyncFn = Callable[[], object]
 AsyncFn = Callable[[], Awaitable[object]]
@@ -162,10 +169,24 @@ def retry_contenders(
     }
 
 
+def pure_python(fn: Callable[..., object]) -> Callable[..., object]:
+    """``fn`` behind cairn's breaker without its C extension (as where none is built)."""
+    built = _breaker._speedups
+    _breaker._speedups = None
+    try:
+        return CircuitBreaker(failure_threshold=5, recovery_timeout=600)(fn)
+    finally:
+        _breaker._speedups = built
+
+
+OURS = {"cairn", "cairn, no C", "(bare call)", "(bare raise)"}
+
+
 def breaker_contenders(fn: SyncFn) -> dict[str, SyncFn]:
     purgatory_factory = purgatory.SyncCircuitBreakerFactory(default_threshold=5, default_ttl=600)
     return {
         "cairn": CircuitBreaker(failure_threshold=5, recovery_timeout=600)(fn),
+        "cairn, no C": pure_python(fn),  # type: ignore[dict-item]
         "circuitbreaker": circuitbreaker.circuit(failure_threshold=5, recovery_timeout=600)(fn),
         "pybreaker": pybreaker.CircuitBreaker(fail_max=5, reset_timeout=600)(fn),
         "purgatory": purgatory_factory("bench")(fn),
@@ -177,6 +198,7 @@ def async_breaker_contenders(fn: AsyncFn) -> dict[str, AsyncFn]:
     aio = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=dt.timedelta(seconds=600))
     return {
         "cairn": CircuitBreaker(failure_threshold=5, recovery_timeout=600)(fn),
+        "cairn, no C": pure_python(fn),  # type: ignore[dict-item]
         "circuitbreaker": circuitbreaker.circuit(failure_threshold=5, recovery_timeout=600)(fn),
         "aiobreaker": aio(fn),
         "purgatory": purgatory_factory("bench")(fn),
@@ -335,7 +357,7 @@ def report(rows: list[Row], held: dict[str, int], n: int, repeat: int) -> None:
         mine = entries["cairn"].overhead
         for lib, row in entries.items():
             ratio = ""
-            if lib not in {"cairn", "(bare call)", "(bare raise)"}:
+            if lib not in OURS:
                 ratio = f"{row.overhead / mine:10.1f}x" if mine > 0 else "   cairn≈0"
             print(f"{path:34} {lib:16} {row.ns:9.0f} {row.overhead:12.0f} {ratio:>11}")
         print()
@@ -343,9 +365,7 @@ def report(rows: list[Row], held: dict[str, int], n: int, repeat: int) -> None:
     targets = {"retry": 10.0, "breaker": 3.0}
     for path, entries in by_path.items():
         mine = entries["cairn"].overhead
-        peers = {
-            k: v for k, v in entries.items() if k not in {"cairn", "(bare call)", "(bare raise)"}
-        }
+        peers = {k: v for k, v in entries.items() if k not in OURS}
         fastest = min(peers, key=lambda k: peers[k].overhead)
         ratio = peers[fastest].overhead / mine if mine > 0 else float("inf")
         target = targets[path.split(",")[0]]

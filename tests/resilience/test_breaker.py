@@ -17,6 +17,8 @@ from cairn.resilience._events import BreakerRejected, BreakerState, BreakerState
 from cairn.resilience._policy import Policy
 from cairn.testing import VirtualClock, capture_events
 
+pytestmark = pytest.mark.usefixtures("breaker_impl")
+
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN

@@ -11,6 +11,8 @@ from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerRejected, BreakerState, Event
 from cairn.testing import VirtualClock, capture_events
 
+pytestmark = pytest.mark.usefixtures("breaker_impl")
+
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN

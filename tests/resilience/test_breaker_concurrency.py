@@ -14,6 +14,8 @@ from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerState, BreakerStateChanged, Event
 from cairn.testing import VirtualClock, capture_events
 
+pytestmark = pytest.mark.usefixtures("breaker_impl")
+
 DEADLINE = 10.0  # seconds; only reached when the breaker is broken
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from cairn.resilience import _breaker
 from cairn.resilience._breaker import CircuitBreaker
 from cairn.resilience._errors import CircuitOpenError
 from cairn.resilience._events import BreakerState
@@ -183,8 +185,9 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = VirtualClock()
         self.pending: list[Pending] = []
 
-    @initialize(config=configs())
-    def build(self, config: Config) -> None:
+    # Either form of the decorator (C where built, and pure Python) must agree.
+    @initialize(config=configs(), in_c=st.booleans())
+    def build(self, config: Config, in_c: bool) -> None:
         self.model = Model(config)
         if config.window is None:
             detection: dict[str, Any] = {"failure_threshold": config.threshold}
@@ -204,7 +207,9 @@ class BreakerMachine(RuleBasedStateMachine):
             ignore_on=KeyError,
             clock=self.clock,
         )
-        self.protected = self.breaker(self.body)
+        with patch.object(_breaker, "_speedups", _breaker._speedups if in_c else None):
+            self.protected = self.breaker(self.body)
+            self.aprotected = self.breaker(self.suspended_body)
 
     @staticmethod
     def body(outcome: str) -> str:
@@ -242,12 +247,15 @@ class BreakerMachine(RuleBasedStateMachine):
         assert ticket[0] != "refused", "admitted, but the model refuses"
         self.model.settle(ticket, outcome, now)  # type: ignore[arg-type]
 
-    @rule()
-    def start(self) -> None:
+    @rule(decorated=st.booleans())
+    def start(self, decorated: bool) -> None:
+        box: list[str] = []
+        # Made before the model decides: a protected coroutine decides when it starts.
+        coroutine = (
+            self.aprotected(box) if decorated else self.breaker.acall(self.suspended_body, box)
+        )
         now = self.clock.monotonic()
         ticket = self.model.admit(now)
-        box: list[str] = []
-        coroutine = self.breaker.acall(self.suspended_body, box)
         try:
             coroutine.send(None)
         except CircuitOpenError as error:

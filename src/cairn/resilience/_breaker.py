@@ -5,7 +5,11 @@ decorator and ``with`` forms, and the ``circuit`` decorator factory. The
 decisions are made by the state machine in ``_breaker_state.py``.
 
 Speed matters more here than anywhere else in cairn, since every protected
-call pays for the breaker. While CLOSED with the default detector
+call pays for the breaker. The decorator's two hot paths (CLOSED with the
+default detector, and a rejection in OPEN) run in C when the optional
+extension ``_speedups`` is built (``CAIRN_NO_SPEEDUPS=1`` turns it off); it
+reads the same fields and calls the same ``_settle()``, and every other path
+goes to the Python wrapper below, which also runs everything without it. While CLOSED with the default detector
 (consecutive failures) a call costs one attribute read, one counter step, and
 on success a reset of the failure counter only if it is nonzero: no lock, no
 clock read. The lock guards only transitions and half-open permits, and is
@@ -17,9 +21,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import (
     Any,
     ParamSpec,
@@ -41,6 +46,14 @@ from cairn.resilience._events import Listener
 from cairn.resilience._policy import Policy
 
 __all__ = ["BreakerStats", "CircuitBreaker", "CircuitProtected", "circuit"]
+
+_speedups: ModuleType | None
+try:
+    from cairn.resilience import _speedups
+except ImportError:  # not built (no compiler at install): the Python wrapper does it all
+    _speedups = None
+if os.environ.get("CAIRN_NO_SPEEDUPS"):
+    _speedups = None
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -259,7 +272,35 @@ class CircuitBreaker(BreakerMachine, Policy):
 
             wrapper = sync_wrapper
         wrapper.breaker = self
+        if _speedups is not None:
+            wrapper = self._speedy(_speedups, fn, wrapper)
         return cast("CircuitProtected[P, T]", wrapper)
+
+    def _speedy(self, speedups: ModuleType, fn: Callable[..., Any], wrapper: Any) -> Any:
+        """The C form of ``wrapper``: the same function to every caller and to ``inspect``."""
+        is_async = inspect.iscoroutinefunction(wrapper)
+        fast = speedups.Protected(
+            breaker=self,
+            fn=fn,
+            slow=wrapper,
+            calls=self._calls,
+            rejections=self._rejections,
+            error=CircuitOpenError,
+            open_state=_OPEN,
+            clock=self.clock,
+            listeners=self._listeners,
+            events=vars(_events),
+            is_async=is_async,
+        )
+        functools.update_wrapper(fast, fn)
+        # What inspect reads to call an object function-like: with the Python
+        # wrapper's own code (``*args, **kwargs``, a coroutine's flags when
+        # async), iscoroutinefunction() and signature() answer as for it.
+        fast.__code__ = wrapper.__code__
+        fast.__defaults__ = None
+        fast.__kwdefaults__ = None
+        fast.breaker = self
+        return fast
 
     def __enter__(self) -> Self:
         """Protect the body of a ``with`` block; raise CircuitOpenError if refused."""

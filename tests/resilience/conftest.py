@@ -1,0 +1,28 @@
+"""The breaker's decorator comes in two forms: C (``_speedups``) and pure Python.
+
+Breaker test modules run every test under both (``pytestmark =
+pytest.mark.usefixtures("breaker_impl")``): the C form must behave exactly as
+the Python one, which is also what runs where the extension is not built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cairn.resilience import _breaker
+
+BUILT = _breaker._speedups
+
+
+@pytest.fixture(scope="module", params=["c", "python"])
+def breaker_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "c" and BUILT is None:
+        pytest.skip("the C extension is not built here (see test_breaker_speedups.py)")
+    previous = _breaker._speedups
+    _breaker._speedups = BUILT if request.param == "c" else None
+    try:
+        yield request.param
+    finally:
+        _breaker._speedups = previous
