@@ -111,6 +111,8 @@ def test_it_looks_like_the_function_it_protects() -> None:
     assert inspect.iscoroutinefunction(fetch)
     assert asyncio.iscoroutinefunction(fetch)
     assert inspect.isroutine(add)
+    assert inspect.isfunction(add)
+    assert inspect.isfunction(fetch)
     assert "add" in repr(add)
     ref = weakref.ref(add)
     assert ref() is add
@@ -118,6 +120,42 @@ def test_it_looks_like_the_function_it_protects() -> None:
 
 def test_it_pickles_by_name_as_a_function_does() -> None:
     assert pickle.loads(pickle.dumps(module_level)) is module_level
+
+
+def test_web_frameworks_take_it_as_the_endpoint_function() -> None:
+    # Starlette tells an endpoint function from an ASGI app with
+    # inspect.isfunction(), FastAPI awaits what iscoroutinefunction() marks.
+    import httpx
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    breaker = CircuitBreaker(name="endpoints")
+
+    @breaker
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello " + request.path_params["name"])
+
+    api = FastAPI()
+
+    @api.get("/items/{item_id}")
+    @breaker
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    async def main() -> None:
+        site = Starlette(routes=[Route("/hello/{name}", hello)])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=site)) as client:
+            assert (await client.get("http://site/hello/ana")).text == "hello ana"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api)) as client:
+            assert (await client.get("http://api/items/7")).json() == {"item_id": 7}
+            # FastAPI read the signature: a bad path parameter never reaches the call
+            assert (await client.get("http://api/items/x")).status_code == 422
+
+    asyncio.run(main())
+    assert breaker.stats().total_calls == 2
 
 
 def test_a_decorated_method_gets_its_instance() -> None:

@@ -293,12 +293,14 @@ class CircuitBreaker(BreakerMachine, Policy):
             is_async=is_async,
         )
         functools.update_wrapper(fast, fn)
-        # What inspect reads to call an object function-like: with the Python
-        # wrapper's own code (``*args, **kwargs``, a coroutine's flags when
-        # async), iscoroutinefunction() and signature() answer as for it.
+        # What inspect and frameworks read of a function (the C type also says
+        # it is one to isinstance): the Python wrapper's own code (``*args,
+        # **kwargs``, a coroutine's flags when async) and globals, so that
+        # iscoroutinefunction(), signature() and the rest answer as for it.
         fast.__code__ = wrapper.__code__
         fast.__defaults__ = None
         fast.__kwdefaults__ = None
+        fast.__globals__ = wrapper.__globals__
         fast.breaker = self
         return fast
 

@@ -453,8 +453,19 @@ static PyMethodDef protected_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* isinstance(f, types.FunctionType) holds, as for the Python wrapper: tools
+ * that tell functions from other callables (Starlette's routes, inspect's
+ * isfunction) treat the protected function as the function it is. type(f)
+ * still names this type. */
+static PyObject *
+protected_class(PyObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)&PyFunction_Type);
+}
+
 static PyGetSetDef protected_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__class__", protected_class, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -626,7 +637,7 @@ attempt_send(Attempt *a, PyObject *arg, PyObject **result)
     if (a->state == NOT_STARTED) {
         a->state = RUNNING;
         if (arg != Py_None) {
-            a->state = DONE;
+            a->state = NOT_STARTED; /* as a coroutine: it may still be started */
             PyErr_SetString(PyExc_TypeError,
                             "can't send non-None value to a just-started coroutine");
             return PYGEN_ERROR;
