@@ -246,6 +246,9 @@ def test_it_behaves_as_a_coroutine_when_stepped_by_hand() -> None:
     unawaited = pair()
     assert asyncio.iscoroutine(unawaited)
     assert inspect.isawaitable(unawaited)
+    assert unawaited.__name__ == "pair"
+    assert unawaited.__qualname__.endswith("<locals>.pair")
+    assert "pair" in repr(unawaited)
     unawaited.close()
 
 

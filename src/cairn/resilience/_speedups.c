@@ -797,6 +797,37 @@ static PyAsyncMethods attempt_async = {
     .am_send = (sendfunc)attempt_send,
 };
 
+/* Named after the function, as a coroutine is (asyncio's task reprs read these). */
+static PyObject *
+attempt_qualname(Attempt *a, void *Py_UNUSED(closure))
+{
+    return qualname_of(a->protected);
+}
+
+static PyObject *
+attempt_name(Attempt *a, void *Py_UNUSED(closure))
+{
+    return PyObject_GetAttrString((PyObject *)a->protected, "__name__");
+}
+
+static PyObject *
+attempt_repr(Attempt *a)
+{
+    PyObject *q = qualname_of(a->protected);
+    if (q == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<circuit-protected call %S at %p>", q, a);
+    Py_DECREF(q);
+    return r;
+}
+
+static PyGetSetDef attempt_getset[] = {
+    {"__qualname__", (getter)attempt_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)attempt_name, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMethodDef attempt_methods[] = {
     {"send", (PyCFunction)attempt_send_method, METH_O, NULL},
     {"throw", (PyCFunction)(void (*)(void))attempt_throw, METH_FASTCALL, NULL},
@@ -817,6 +848,8 @@ static PyTypeObject AttemptType = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)attempt_iternext,
     .tp_methods = attempt_methods,
+    .tp_getset = attempt_getset,
+    .tp_repr = (reprfunc)attempt_repr,
 };
 
 /* ------------------------------------------------------------------------ */
