@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
@@ -261,3 +264,72 @@ def test_children_stop_when_up_is_killed(
     proc.wait()
     wait_for(lambda: not [p for p in pids if alive(p)], "orphaned children to stop", timeout=20)
     assert not in_groups(pids)
+
+
+def test_on_a_terminal_the_status_is_a_live_table(project: Path) -> None:
+    # stdout a terminal (a pseudo-terminal here): the screen is redrawn each second
+    # with every instance's health, address, rate and breakers, and Ctrl-C stops all.
+    master, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [*cairn_argv(), "up", str(project / "cairn.toml"), "--no-dashboard"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=project,
+    )
+    os.close(terminal)
+    screen = bytearray()
+
+    def drain() -> None:
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    def frames() -> list[str]:
+        drain()
+        return screen.decode(errors="replace").split("\x1b[H\x1b[2J")[1:]
+
+    def all_passing() -> str | None:
+        drawn = frames()
+        if len(drawn) < 2 or "INSTANCE" not in drawn[-2]:
+            return None
+        frame = drawn[-2]  # the last whole one
+        lines = {line.split()[0]: line for line in frame.splitlines() if line.strip()}
+        ids = ("alpha-1", "alpha-2", "beta-1")
+        if not all(i in lines and "\x1b[32mpassing\x1b[0m" in lines[i] for i in ids):
+            return None
+        return frame
+
+    try:
+        frame = wait_for(all_passing, "a redrawn table with every instance passing", 60)
+        header = next(line for line in frame.splitlines() if line.startswith("INSTANCE"))
+        assert header.split() == [
+            "INSTANCE",
+            "HEALTH",
+            "ADDRESS",
+            "PID",
+            "RESTARTS",
+            "REQ/S",
+            "BREAKERS",
+        ]
+        assert frame.startswith("cairn up — two")
+        assert re.search(r"alpha-1\s+\S*passing\S*\s+127\.0\.0\.1:\d+\s+\d+\s+0", frame)
+        redraws = len(frames())
+        wait_for(lambda: len(frames()) > redraws, "another redraw")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            drain()
+        assert proc.wait(1) == 0
+        drain()
+        assert "cairn up: stopped" in screen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
