@@ -333,3 +333,62 @@ def test_on_a_terminal_the_status_is_a_live_table(project: Path) -> None:
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def start_legacy(
+    project: Path, up: Callable[..., subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], dict[str, Any], set[int]]:
+    """`cairn up` with one `command` service; returns once its whole group runs."""
+    # Not a Python app cairn runs: a program of its own, which starts a helper.
+    manifest = project / "legacy.toml"
+    manifest.write_text(
+        '[registry]\nport = 0\n[services.legacy]\ncommand = ["python", "legacy.py"]\n'
+    )
+    proc = up("--no-status", "--no-collector", "--no-dashboard", manifest=manifest)
+    run = wait_for(lambda: read_run(project), "run.json")
+    command = run["instances"][0]["pid"]
+
+    def whole_group() -> set[int] | None:
+        found = in_groups({command})
+        return found if len(found) >= 3 else None
+
+    group = wait_for(whole_group, "the command, its helper and the guard's watcher")
+    return proc, run, group
+
+
+def test_a_command_service_stops_when_up_is_killed(
+    project: Path, up: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    proc, run, group = start_legacy(project, up)
+    (legacy,) = run["instances"]
+    assert legacy["health"] == "passing"
+    command = legacy["pid"]
+    # The guard exec-ed the command: cairn up's child is the program itself.
+    assert b"legacy.py" in Path(f"/proc/{command}/cmdline").read_bytes()
+    with httpx.Client(timeout=5.0, trust_env=False) as http:
+        assert http.get(legacy["url"]).text == "legacy"
+    assert command in group  # with its helper and the guard's watcher
+    proc.kill()  # no chance to stop anything: the watcher stops the group
+    proc.wait()
+    # Every process of the group (the command, its helper, the watcher) is gone.
+    wait_for(lambda: not in_groups({command}), "the command's group to stop", timeout=20)
+
+
+def test_the_guard_says_what_it_could_not_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from cairn.platform._guard import main
+
+    assert main([]) == 2
+    assert main(["/nonexistent/legacy-server", "--port", "1"]) == 127
+    err = capsys.readouterr().err
+    assert "usage: python -m cairn.platform._guard COMMAND" in err
+    assert "cannot run '/nonexistent/legacy-server': No such file or directory" in err
+
+
+def test_a_command_service_stops_with_up(
+    project: Path, up: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    proc, run, _ = start_legacy(project, up)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert not in_groups({run["instances"][0]["pid"]})  # the command's group, watcher included
+    assert "legacy on" in (project / ".cairn" / "logs" / "legacy-1.log").read_text()

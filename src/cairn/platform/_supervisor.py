@@ -433,7 +433,9 @@ class Supervisor:
                 argv += ["--ttl", str(spec.ttl)]
         else:
             assert spec.command is not None
-            argv = list(spec.command)
+            # Exec-ed by the guard (same pid), which leaves a watcher behind
+            # that stops the command's group if `cairn up` dies outright.
+            argv = [sys.executable, "-m", "cairn.platform._guard", *spec.command]
             port = _free_port()
             env["PORT"] = str(port)
         return Child(
