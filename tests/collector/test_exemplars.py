@@ -156,6 +156,7 @@ def test_store_keeps_each_exemplar_once_newest_first() -> None:
         ]
         assert len(store.exemplars("lat", limit=1)) == 1
         assert store.exemplars("nope") == []
+        assert store.stats().exemplars == 3  # the one scraped twice is kept once
         assert found[0].to_json() == {
             "name": "lat_bucket", "labels": found[0].labels, "time_ns": 130 * SEC,
             "value": 0.07, "trace_id": TRACE_B, "span_id": None,
@@ -173,6 +174,7 @@ def test_exemplar_retention_by_age_and_by_count(tmp_path: Path) -> None:
         assert [e.trace_id for e in store.exemplars("lat")] == [f"{i:032x}" for i in (5, 4, 3)]
         store.enforce_retention(now_ns=(1003 + 3600) * SEC + 1)
         assert [e.trace_id for e in store.exemplars("lat")] == [f"{5:032x}"]
+        assert store.stats().exemplars == 1
     finally:
         store.close()
 

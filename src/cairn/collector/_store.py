@@ -520,12 +520,14 @@ class Store:
                 con.execute("SELECT signal, sum(count) FROM segments GROUP BY signal").fetchall()
             )
             oldest = con.execute("SELECT min(min_ns) FROM segments WHERE count > 0").fetchone()[0]
+            exemplars = con.execute("SELECT count(*) FROM exemplars").fetchone()[0]
         return StoreStats(
             spans=int(counts.get("spans") or 0),
             logs=int(counts.get("logs") or 0),
             samples=int(counts.get("points") or 0),
             bytes=self._db.used_bytes(),
             oldest_ns=oldest,
+            exemplars=int(exemplars),
         )
 
     def close(self) -> None:

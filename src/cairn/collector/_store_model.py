@@ -95,13 +95,17 @@ class RangeSeries:
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
-    """How much the store holds: record counts, bytes on disk (incl. WAL), oldest time."""
+    """How much the store holds: record counts, bytes on disk (incl. WAL), oldest time.
+
+    ``exemplars`` are counted apart: they are kept beside the samples, not in segments.
+    """
 
     spans: int
     logs: int
     samples: int
     bytes: int
     oldest_ns: int | None
+    exemplars: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,4 +114,5 @@ class StoreStats:
             "samples": self.samples,
             "bytes": self.bytes,
             "oldest_ns": self.oldest_ns,
+            "exemplars": self.exemplars,
         }
