@@ -5,16 +5,18 @@ decorator and ``with`` forms, and the ``circuit`` decorator factory. The
 decisions are made by the state machine in ``_breaker_state.py``.
 
 Speed matters more here than anywhere else in cairn, since every protected
-call pays for the breaker. The decorator's two hot paths (CLOSED with the
-default detector, and a rejection in OPEN) run in C when the optional
-extension ``_speedups`` is built (``CAIRN_NO_SPEEDUPS=1`` turns it off); it
-reads the same fields and calls the same ``_settle()``, and every other path
-goes to the Python wrapper below, which also runs everything without it. While CLOSED with the default detector
+call pays for the breaker. While CLOSED with the default detector
 (consecutive failures) a call costs one attribute read, one counter step, and
 on success a reset of the failure counter only if it is nonzero: no lock, no
 clock read. The lock guards only transitions and half-open permits, and is
 never held while the protected call runs, so that call may itself query or
 steer the breaker.
+
+The decorator's two hot paths (that CLOSED path, and a rejection in OPEN) run
+in C when the optional extension ``_speedups`` is built (``CAIRN_NO_SPEEDUPS=1``
+turns it off): it reads the same fields and calls the same ``_settle()``, and
+every other path goes to the Python wrapper below, which also runs everything
+where the extension is not built.
 """
 
 from __future__ import annotations

@@ -564,7 +564,7 @@ static int
 attempt_start(Attempt *a)
 {
     Protected *p = a->protected;
-    PyObject *const *argv = &PyTuple_GET_ITEM(a->args, 0);
+    PyObject *const *argv = ((PyTupleObject *)a->args)->ob_item;
     PyObject *token = fast_token(p);
     PyObject *awaitable;
     if (token != NULL) {
