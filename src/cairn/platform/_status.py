@@ -122,9 +122,13 @@ def rows(
     return result
 
 
+HEADER = ("INSTANCE", "HEALTH", "ADDRESS", "PID", "RESTARTS", "REQ/S", "BREAKERS")
+"""The live table's columns, in order."""
+
+
 def render_table(table: Sequence[StatusRow], *, color: bool = False) -> str:
     """The rows as aligned text, with a header line."""
-    header = ("INSTANCE", "HEALTH", "ADDRESS", "PID", "RESTARTS", "REQ/S", "BREAKERS")
+    header = HEADER
     cells = [header] + [
         (r.instance, r.health, r.address, r.pid, str(r.restarts), r.rate, r.breakers) for r in table
     ]
